@@ -57,6 +57,10 @@ class BlobStore(Protocol):
         """
         ...
 
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every key starting with `prefix`, sorted. For sweeping and audits, not for hot paths."""
+        ...
+
     async def compose(self, key: str, sources: Sequence[str]) -> int:
         """Store the concatenation of the `sources` blobs, in order, under `key`.
 

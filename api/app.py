@@ -1,0 +1,73 @@
+"""`create_app(settings)`: the FastAPI application, its resources on `app.state`, and its routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.db.migrate import upgrade
+from api.db.session import create_engine, session_factory
+from api.errors import install_error_handlers
+from api.files.router import router as files_router
+from api.logging import RequestContextMiddleware
+from api.ops import router as ops_router
+from api.settings import Settings
+from api.sweeper import run_sweeper
+from api.uploads.router import router as uploads_router
+from storage.factory import build_store
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await asyncio.to_thread(upgrade, settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url)
+        store = build_store(settings.store_config)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.store = store
+        sweeper = asyncio.create_task(
+            run_sweeper(app.state.sessions, store, settings.sweep_interval_seconds), name="sweeper"
+        )
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await store.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ftapi",
+        version="0.1.0",
+        summary="Self-hosted fine-tuning service that speaks the OpenAI API.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(ops_router)
+    app.include_router(files_router)
+    app.include_router(uploads_router)
+    app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
+    return app
+
+
+def openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents a 422 on every route; we never send one (validation errors are 400 envelopes)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,150 @@
+"""The `ftapi` command: serve, keys, validate, db."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from api.settings import Settings
+
+app = typer.Typer(
+    help="ftapi: a self-hosted fine-tuning service that speaks the OpenAI API.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+def _settings(**overrides: Any) -> Settings:
+    # Flags given on the command line win over FTAPI_* variables, which win over defaults.
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+async def _bootstrap_key(settings: Settings) -> str | None:
+    """With no key configured and none stored, create one for the default project (shown once)."""
+    from api.auth import DEFAULT_PROJECT_NAME, count_keys, create_key, ensure_project
+    from api.db.session import create_engine, session_factory
+
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            await ensure_project(session, DEFAULT_PROJECT_NAME)
+            key = None
+            if settings.api_key is None and await count_keys(session) == 0:
+                key = await create_key(session, DEFAULT_PROJECT_NAME)
+            await session.commit()
+            return key
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (FTAPI_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (FTAPI_PORT).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Database and local blobs (FTAPI_DATA_DIR).")] = None,
+) -> None:
+    """Run the API service."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.db.migrate import upgrade
+    from api.logging import configure_logging
+
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    configure_logging(settings.log_format, settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    key = asyncio.run(_bootstrap_key(settings))
+    if key is not None:
+        typer.echo(
+            f"\nCreated an API key for the default project (shown only once):\n\n    {key}\n\n"
+            f"  export OPENAI_BASE_URL=http://{settings.host}:{settings.port}/v1 OPENAI_API_KEY={key}\n",
+            err=True,
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option(help="Project name (created if missing).")] = "default",
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (FTAPI_DATA_DIR).")] = None,
+) -> None:
+    """Create an API key; prints the key alone on stdout."""
+    from api.auth import create_key
+    from api.db.migrate import upgrade
+    from api.db.session import create_engine, session_factory
+
+    settings = _settings(data_dir=data_dir)
+    upgrade(settings.resolved_database_url)
+
+    async def run() -> str:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            async with session_factory(engine)() as session:
+                key = await create_key(session, project)
+                await session.commit()
+                return key
+        finally:
+            await engine.dispose()
+
+    typer.echo(asyncio.run(run()))
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Apply database migrations (done automatically by `serve`)."""
+    from api.db.migrate import upgrade
+
+    upgrade(_settings(data_dir=data_dir).resolved_database_url)
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .jsonl training file.")],
+    method: Annotated[
+        str | None, typer.Option(help="Expected format: supervised (chat) or dpo (preference).")
+    ] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="tokenizer.json (or a directory holding one) for exact token counts.")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Flag examples longer than this.")] = None,
+    max_problems: Annotated[int, typer.Option(help="How many problems to list.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Validate a training file offline, like the service does. Exit code 1 when it has problems."""
+    from trainer.data.validate import load_tokenizer, validate_file
+
+    fmt = {"supervised": "chat", "dpo": "preference", None: None}.get(method)
+    if method is not None and fmt is None:
+        raise typer.BadParameter("method must be 'supervised' or 'dpo'", param_hint="--method")
+    report = validate_file(
+        file,
+        expected_format=fmt,
+        tokenizer=load_tokenizer(tokenizer) if tokenizer else None,
+        max_tokens=max_tokens,
+        max_problems=max_problems,
+    )
+    if as_json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        typer.echo(report.format_text())
+    raise typer.Exit(code=0 if report.ok else 1)
+
+
+if __name__ == "__main__":
+    app()

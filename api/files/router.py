@@ -1,0 +1,99 @@
+"""HTTP for /v1/files: parse, call the service once, return a wire object."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from api.deps import IdempotencyKey, PrincipalDep, SessionDep, SettingsDep, StoreDep
+from api.files.schemas import FileDeleted, FileList, FileObject
+from api.files.service import FileService
+from api.multipart import iter_multipart
+from api.pagination import Order
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+# Room for the form fields and boundaries around a maximum-size file.
+_MULTIPART_OVERHEAD = 1024 * 1024
+
+
+def file_service(
+    session: SessionDep, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+) -> FileService:
+    return FileService(session, store, settings, principal)
+
+
+Files = Annotated[FileService, Depends(file_service)]
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "purpose": {
+                            "type": "string",
+                            "enum": ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"],
+                        },
+                        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+                        "expires_after[seconds]": {"type": "integer", "minimum": 3600, "maximum": 2592000},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("", response_model=FileObject, openapi_extra=_UPLOAD_BODY)
+async def create_file(
+    request: Request, files: Files, settings: SettingsDep, idempotency_key: IdempotencyKey = None
+) -> FileObject:
+    """Upload a file (streamed to storage; fine-tune files are validated line by line)."""
+    events = iter_multipart(request, max_body_bytes=settings.max_file_bytes + _MULTIPART_OVERHEAD)
+    return await files.create(events, idempotency_key)
+
+
+@router.get("", response_model=FileList)
+async def list_files(
+    files: Files,
+    purpose: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+    order: Order = "desc",
+    after: str | None = None,
+) -> FileList:
+    """List this project's files, newest first by default."""
+    return await files.list(purpose=purpose, order=order, limit=limit, after=after)
+
+
+@router.get("/{file_id}", response_model=FileObject)
+async def retrieve_file(file_id: str, files: Files) -> FileObject:
+    """Retrieve a file object."""
+    return await files.retrieve(file_id)
+
+
+@router.delete("/{file_id}", response_model=FileDeleted)
+async def delete_file(file_id: str, files: Files) -> FileDeleted:
+    """Delete a file and its stored bytes."""
+    return await files.delete(file_id)
+
+
+@router.get(
+    "/{file_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def file_content(file_id: str, files: Files) -> StreamingResponse:
+    """Download the file's bytes (streamed)."""
+    row, body = await files.content(file_id)
+    return StreamingResponse(
+        body,
+        media_type="application/octet-stream",
+        headers={"content-length": str(row.bytes)},
+    )

@@ -1,0 +1,60 @@
+"""The one settings object. Built by the CLI (or a test) and passed down; never imported as a global."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.config import LocalStoreConfig, S3StoreConfig
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of the API process. Environment: `FTAPI_<NAME>`, nested with `__` (`FTAPI_S3__BUCKET`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FTAPI_", env_nested_delimiter="__", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Field(default=Path("data"), description="SQLite database and local blobs live here.")
+    database_url: str | None = Field(
+        default=None, description="sqlite:///path or postgresql://user@host/db; default: SQLite in data_dir."
+    )
+    auto_migrate: bool = Field(default=True, description="Apply Alembic migrations when the service starts.")
+
+    storage_backend: Literal["local", "s3"] = "local"
+    local_storage_root: Path | None = Field(default=None, description="Default: <data_dir>/blobs.")
+    s3: S3StoreConfig | None = None
+
+    api_key: SecretStr | None = Field(default=None, description="A key valid for the default project.")
+    organization_id: str = "org-ftapi"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "info"
+
+    max_file_bytes: int = 512 * MB
+    max_upload_part_bytes: int = 64 * MB
+    max_upload_bytes: int = 8 * 1024 * MB
+    upload_ttl_seconds: int = 3600
+    max_jsonl_line_bytes: int = 16 * MB
+    sweep_interval_seconds: float = 60.0
+
+    @model_validator(mode="after")
+    def _s3_needs_config(self) -> Settings:
+        if self.storage_backend == "s3" and self.s3 is None:
+            raise ValueError("storage_backend=s3 needs FTAPI_S3__BUCKET (and endpoint/credentials)")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ftapi.db').resolve()}"
+
+    @property
+    def store_config(self) -> LocalStoreConfig | S3StoreConfig:
+        if self.storage_backend == "s3":
+            assert self.s3 is not None
+            return self.s3
+        return LocalStoreConfig(root=(self.local_storage_root or self.data_dir / "blobs").resolve())
