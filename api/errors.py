@@ -1,7 +1,8 @@
 """The error hierarchy and its single mapping to OpenAI's envelope.
 
 Every non-2xx response leaves through `install_error_handlers`: domain errors, framework
-validation (400, never 422), unknown routes. Unhandled exceptions become a 500 envelope in api.logging's middleware
+validation (400, never 422), unknown routes. Unhandled exceptions become a 500 envelope in
+api.logging's middleware
 (outermost, so that response still carries the request id).
 """
 
@@ -75,7 +76,10 @@ def _validation_message(err: dict[str, Any]) -> str:
     where = _dotted(tuple(err.get("loc", ())))
     msg = str(err.get("msg", "Invalid value"))
     if err.get("type") == "json_invalid":
-        return "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)"
+        return (
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+            "using your HTTP library correctly.)"
+        )
     if err.get("type") == "missing":
         return f"Missing required parameter: '{where}'." if where else "Missing required parameter."
     return f"Invalid value for '{where}': {msg}" if where else msg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -147,8 +148,6 @@ class LocalBlobStore:
 
 
 def _discard(fd: int, tmp: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass
     tmp.unlink(missing_ok=True)

@@ -154,7 +154,8 @@ class S3BlobStore:
         return len(keys)
 
     async def compose(self, key: str, sources: Sequence[str]) -> int:
-        """Large sources are copied server-side; small ones are read and coalesced (S3's 5 MiB part minimum)."""
+        """Large sources are copied server-side; small ones are read and coalesced (S3 parts but
+        the last must be at least 5 MiB)."""
         full = self._full(key)
         sizes = [await self.size(s) for s in sources]
         upload = _Multipart(self, full)

@@ -1,6 +1,6 @@
-"""Shared fixtures: real ftapi server processes over every storage × database combination.
+"""Shared fixtures: real ftapi server processes over every storage x database combination.
 
-`server` is parametrized: local disk or S3 (moto's server as its own process) × SQLite or PostgreSQL.
+`server` is parametrized: local disk or S3 (moto's server as its own process) x SQLite or PostgreSQL.
 Each test gets a fresh project and key, so tests never see each other's objects.
 """
 

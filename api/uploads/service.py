@@ -144,7 +144,8 @@ class UploadService:
                     )
                 if total > room:
                     raise InvalidRequest(
-                        "This part would take the upload past the number of bytes declared when it was created.",
+                        "This part would take the upload past the number of bytes declared "
+                        "when it was created.",
                         param="data",
                     )
                 yield event.data

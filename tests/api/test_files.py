@@ -243,7 +243,8 @@ def test_purpose_sent_after_the_file_is_still_checked(
         + GOOD
         + b"[1]\n"
         + (
-            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n--{boundary}--\r\n'
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
+            f"fine-tune\r\n--{boundary}--\r\n"
         ).encode()
     )
     r = httpx.post(
