@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/ftapi serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
+	$(BIN)/ruff check api storage trainer serving tests bench
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

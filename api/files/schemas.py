@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
 from api.db.tables import FileRow
 
@@ -22,6 +22,15 @@ class FileObject(BaseModel):
     status: Literal["uploaded", "processed", "error"]
     expires_at: int | None = None
     status_details: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_optionals(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # OpenAI's schema types these as non-nullable optionals: absent, never null.
+        data: dict[str, object] = handler(self)
+        for key in ("expires_at", "status_details"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     @classmethod
     def from_row(cls, row: FileRow) -> FileObject:

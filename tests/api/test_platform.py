@@ -70,3 +70,11 @@ def test_each_request_is_logged_once_with_its_id(server: RunningServer, api_key:
     entry = access[0]
     assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/v1/files", 200)
     assert entry["duration_ms"] >= 0 and entry["request_id"] == request_id
+
+
+def test_import_contracts_hold() -> None:
+    """Imports flow one way (pyproject's [tool.importlinter]): storage is a leaf; trainer and
+    serving never import api."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(lint)], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -74,7 +74,8 @@ class ValidationReport:
         out += [
             f"Exact duplicates: {s.n_duplicates}",
             f"Empty assistant turns: {s.n_empty_assistant}",
-            f"Examples without a system message: {s.n_without_system}; without a user message: {s.n_without_user}",
+            f"Examples without a system message: {s.n_without_system}; "
+            f"without a user message: {s.n_without_user}",
         ]
         if s.n_blank_lines:
             out.append(f"Blank lines (ignored): {s.n_blank_lines}")
@@ -144,7 +145,8 @@ class StreamingValidator:
                 example,
                 None,
                 "unknown_format",
-                "the example has neither 'messages' (chat format) nor 'input' and 'preferred_output' (preference format)",
+                "the example has neither 'messages' (chat format) nor 'input' and "
+                "'preferred_output' (preference format)",
             )
             return
         if self.stats.format is None:
@@ -165,7 +167,8 @@ class StreamingValidator:
                     example,
                     None,
                     "mixed_formats",
-                    f"the example is in the {fmt} format, but earlier examples are in the {self.stats.format} format",
+                    f"the example is in the {fmt} format, but earlier examples are in the "
+                    f"{self.stats.format} format",
                 )
             return
         info = check_chat(obj) if fmt == "chat" else check_preference(obj)
