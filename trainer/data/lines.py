@@ -5,7 +5,6 @@ A line longer than the limit is reported and skipped without being buffered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import msgspec
@@ -22,50 +21,49 @@ class Line:
 
 
 class LineSplitter:
+    """Cuts chunks into complete lines, numbered from 1; a too-long line comes out as None."""
+
     def __init__(self, max_line_bytes: int) -> None:
         self.max_line_bytes = max_line_bytes
         self._partial = bytearray()
         self._number = 0
-        self._skipping = False  # inside an over-long line
-        self.too_long: list[int] = []
+        self._skipping = False  # inside an over-long line: its bytes are dropped, not buffered
 
-    def feed(self, chunk: bytes) -> Iterator[Line]:
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                rest = chunk[start:]
-                if not self._skipping:
-                    self._partial += rest
-                    if len(self._partial) > self.max_line_bytes:
-                        self._skipping = True
-                        self._partial.clear()
-                return
-            piece = chunk[start:nl]
-            start = nl + 1
-            self._number += 1
-            if self._skipping or len(self._partial) + len(piece) > self.max_line_bytes:
-                self.too_long.append(self._number)
-                self._skipping = False
-                self._partial.clear()
-                continue
-            if self._partial:
-                self._partial += piece
-                data = bytes(self._partial)
-                self._partial.clear()
+    def feed(self, chunk: bytes) -> tuple[int, list[bytes | None]]:
+        """Returns the number of the first complete line and the complete lines in `chunk`."""
+        first = self._number + 1
+        parts = chunk.split(b"\n")
+        tail = parts.pop()
+        lines: list[bytes | None] = []
+        if parts:
+            head = parts[0]
+            if self._skipping or len(self._partial) + len(head) > self.max_line_bytes:
+                lines.append(None)
             else:
-                data = piece
-            yield Line(self._number, data)
+                lines.append(bytes(self._partial) + head if self._partial else head)
+            self._partial.clear()
+            self._skipping = False
+            limit = self.max_line_bytes
+            lines += [p if len(p) <= limit else None for p in parts[1:]]
+        if not self._skipping:
+            self._partial += tail
+            if len(self._partial) > self.max_line_bytes:
+                self._skipping = True
+                self._partial.clear()
+        self._number += len(lines)
+        return first, lines
 
-    def finish(self) -> Iterator[Line]:
+    def finish(self) -> tuple[int, list[bytes | None]]:
+        first = self._number + 1
+        lines: list[bytes | None] = []
         if self._skipping:
-            self._number += 1
-            self.too_long.append(self._number)
+            lines.append(None)
         elif self._partial:
-            self._number += 1
-            yield Line(self._number, bytes(self._partial))
+            lines.append(bytes(self._partial))
         self._partial.clear()
         self._skipping = False
+        self._number += len(lines)
+        return first, lines
 
 
 def line_too_long(number: int, limit: int) -> Problem:
@@ -109,26 +107,23 @@ class JsonlLineChecker:
         self._first: Problem | None = None
         self._seen_line = False
 
-    def _check(self, lines: Iterator[Line]) -> None:
-        for line in lines:
+    def _check(self, first: int, lines: list[bytes | None]) -> None:
+        for number, data in enumerate(lines, first):
             if self._first is not None:
-                continue
-            if not line.data.strip():
-                continue
-            self._seen_line = True
-            _, problem = decode_line(line, self._decoder)
-            if problem is not None:
-                self._first = problem
-        if self._first is None and self._splitter.too_long:
-            self._first = line_too_long(self._splitter.too_long[0], self._splitter.max_line_bytes)
+                return
+            if data is None:
+                self._first = line_too_long(number, self._splitter.max_line_bytes)
+            elif data.strip():
+                self._seen_line = True
+                _, self._first = decode_line(Line(number, data), self._decoder)
 
     def feed(self, chunk: bytes) -> None:
         if self._first is None:
-            self._check(self._splitter.feed(chunk))
+            self._check(*self._splitter.feed(chunk))
 
     def finish(self) -> Problem | None:
         if self._first is None:
-            self._check(self._splitter.finish())
+            self._check(*self._splitter.finish())
         if self._first is None and not self._seen_line:
             self._first = Problem(0, None, None, "empty_file", "The file is empty: it has no JSONL lines.")
         return self._first

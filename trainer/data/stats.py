@@ -17,7 +17,7 @@ class DataStats:
     n_examples: int = 0
     n_blank_lines: int = 0
     format: str | None = None
-    tokens_counted: bool = False  # False: estimated as UTF-8 bytes / 4
+    tokens_counted: bool = False  # False: estimated as the JSON line's bytes / 4
     total_tokens: int = 0
     min_tokens: int = 0
     mean_tokens: float = 0.0

@@ -18,6 +18,16 @@ from trainer.data.formats import ExampleInfo, check_chat, check_preference, dete
 from trainer.data.lines import JsonlLineChecker, Line, LineSplitter, decode_line, line_too_long
 from trainer.data.problems import Problem
 from trainer.data.stats import TOKENS_PER_EXAMPLE, TOKENS_PER_MESSAGE, DataStats, TokenLengths
+from trainer.data.typed import (
+    CHAT_BLOCK,
+    EMPTY_ASSISTANT,
+    HAS_SYSTEM,
+    HAS_USER,
+    PREFERENCE_BLOCK,
+    clean_chat,
+    clean_preference,
+    n_messages,
+)
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -63,7 +73,11 @@ class ValidationReport:
             out.append(f"Problems ({sum(self.problem_counts.values())} in all):")
             out += [f"  {p.message}" for p in self.problems]
             out.append("  by kind: " + ", ".join(f"{k}={v}" for k, v in sorted(self.problem_counts.items())))
-        how = "counted" if s.tokens_counted else "estimated (bytes/4; pass --tokenizer for exact counts)"
+        how = (
+            "counted"
+            if s.tokens_counted
+            else "estimated as line bytes / 4; pass --tokenizer for exact counts"
+        )
         out += [
             "",
             f"Tokens per example ({how}): min {s.min_tokens}, mean {s.mean_tokens}, p50 {s.p50_tokens}, "
@@ -83,6 +97,11 @@ class ValidationReport:
 
 
 class StreamingValidator:
+    _FAST: dict[str, tuple[Any, Any]] = {
+        "chat": (CHAT_BLOCK, clean_chat),
+        "preference": (PREFERENCE_BLOCK, clean_preference),
+    }
+
     def __init__(
         self,
         *,
@@ -109,7 +128,6 @@ class StreamingValidator:
         self._lengths = TokenLengths()
         self._pending_texts: list[str] = []
         self._pending_examples: list[tuple[int, int]] = []  # (number of texts, number of messages)
-        self._reported_too_long = 0
 
     def _problem(self, problem: Problem) -> None:
         self._counts[problem.code] += 1
@@ -117,17 +135,62 @@ class StreamingValidator:
             self._problems.append(problem)
 
     def feed(self, chunk: bytes) -> None:
-        for line in self._splitter.feed(chunk):
-            self._line(line)
-        self._report_too_long()
+        self._block(*self._splitter.feed(chunk))
 
-    def _report_too_long(self) -> None:
-        for number in self._splitter.too_long[self._reported_too_long :]:
+    def _block(self, first: int, lines: list[bytes | None]) -> None:
+        """Fast path: one typed decode for the whole block; anything unclean goes line by line."""
+        while self.stats.format is None and lines:
+            # The format is set by the first example; until then, go line by line.
+            self._one(first, lines[0])
+            first, lines = first + 1, lines[1:]
+        fast = self._FAST.get(self.stats.format or "")
+        if fast is None or not lines or not all(lines):
+            for number, data in enumerate(lines, first):
+                self._one(number, data)
+            return
+        decoder, clean = fast
+        try:
+            examples = decoder.decode(b"[" + b",".join(lines) + b"]")  # type: ignore[arg-type]
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            examples = None
+        # Equal counts also rule out a line holding two JSON values ("{...}, {...}").
+        if examples is None or len(examples) != len(lines):
+            for number, data in enumerate(lines, first):
+                self._one(number, data)
+            return
+        stats = self.stats
+        want_texts = self.count_tokens and self.tokenizer is not None
+        clean_lines: list[bytes] = []
+        empty = without_system = without_user = 0
+        for number, data, example in zip(range(first, first + len(lines)), lines, examples, strict=True):
+            texts: list[str] | None = [] if want_texts else None
+            flags = clean(example, texts)
+            if flags < 0:
+                self._one(number, data)
+                continue
+            clean_lines.append(data)  # type: ignore[arg-type]
+            stats.n_examples += 1  # now, so that a later unclean line gets the right example number
+            empty += flags // EMPTY_ASSISTANT
+            without_system += not flags & HAS_SYSTEM
+            without_user += not flags & HAS_USER
+            if texts is not None:
+                self._queue_tokens(texts, n_messages(example))
+        stats.n_empty_assistant += empty
+        stats.n_without_system += without_system
+        stats.n_without_user += without_user
+        self._count_duplicates(clean_lines)
+        if self.count_tokens and self.tokenizer is None:
+            self._lengths.values.extend(len(d) // 4 for d in clean_lines)
+
+    def _one(self, number: int, data: bytes | None) -> None:
+        if data is None:
             self.stats.n_examples += 1
             self._problem(line_too_long(number, self._splitter.max_line_bytes))
-        self._reported_too_long = len(self._splitter.too_long)
+        else:
+            self._line(Line(number, data))
 
     def _line(self, line: Line) -> None:
+        """The authoritative check of one line (formats.py words every problem)."""
         if not line.data.strip():
             self.stats.n_blank_lines += 1
             return
@@ -174,30 +237,36 @@ class StreamingValidator:
         info = check_chat(obj) if fmt == "chat" else check_preference(obj)
         for message, code, reason in info.problems:
             self._example_problem(line, example, message, code, reason)
-        self._collect(line, info)
+        if not info.problems:
+            self._collect(line.data, info)
 
     def _example_problem(self, line: Line, example: int, message: int | None, code: str, reason: str) -> None:
         where = f"Line {line.number}, example {example}" + (f", message {message}" if message else "")
         self._problem(Problem(line.number, example, message, code, f"{where}: {reason}"))
 
-    def _collect(self, line: Line, info: ExampleInfo) -> None:
+    def _collect(self, data: bytes, info: ExampleInfo) -> None:
+        """Statistics of one valid example checked by the slow path."""
         stats = self.stats
-        key = hash(line.data.strip())
-        if key in self._seen:
-            stats.n_duplicates += 1
-        else:
-            self._seen.add(key)
+        self._count_duplicates([data])
         stats.n_empty_assistant += info.n_empty_assistant
         stats.n_without_system += not info.has_system
         stats.n_without_user += not info.has_user
         if not self.count_tokens:
             return
-        overhead = TOKENS_PER_EXAMPLE + TOKENS_PER_MESSAGE * info.n_messages
         if self.tokenizer is None:
-            self._lengths.add(overhead + sum(len(t.encode()) for t in info.texts) // 4)
-            return
-        self._pending_texts += info.texts
-        self._pending_examples.append((len(info.texts), overhead))
+            self._lengths.add(len(data) // 4)
+        else:
+            self._queue_tokens(info.texts, info.n_messages)
+
+    def _count_duplicates(self, lines: list[bytes]) -> None:
+        # Exact duplicates of the whitespace-trimmed line; 64-bit hashes keep memory per example small.
+        before = len(self._seen)
+        self._seen.update(hash(d.strip()) for d in lines)
+        self.stats.n_duplicates += len(lines) - (len(self._seen) - before)
+
+    def _queue_tokens(self, texts: list[str], n_messages: int) -> None:
+        self._pending_texts += texts
+        self._pending_examples.append((len(texts), TOKENS_PER_EXAMPLE + TOKENS_PER_MESSAGE * n_messages))
         if len(self._pending_texts) >= _TOKEN_BATCH:
             self._flush_tokens()
 
@@ -215,9 +284,7 @@ class StreamingValidator:
         self._pending_examples.clear()
 
     def finish(self) -> ValidationReport:
-        for line in self._splitter.finish():
-            self._line(line)
-        self._report_too_long()
+        self._block(*self._splitter.finish())
         self._flush_tokens()
         if self.stats.n_examples == 0:
             self._problem(Problem(0, None, None, "empty_file", "The file is empty: it has no examples."))
