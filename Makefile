@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/ftapi serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP)
-	$(BIN)/ruff check api storage trainer serving tests bench
+test: lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check api storage trainer serving tests bench
+	$(BIN)/mypy --strict --ignore-missing-imports api storage serving trainer/data
 
 openapi: $(STAMP)
 	$(BIN)/python -m api.openapi_dump openapi/openapi.yaml

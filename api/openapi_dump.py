@@ -13,7 +13,7 @@ from api.settings import Settings
 
 def render() -> str:
     app = create_app(Settings(data_dir=Path("unused")))
-    return yaml.safe_dump(app.openapi(), sort_keys=False, allow_unicode=True, width=100)
+    return str(yaml.safe_dump(app.openapi(), sort_keys=False, allow_unicode=True, width=100))
 
 
 def main(argv: list[str]) -> None:

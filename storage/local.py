@@ -70,7 +70,7 @@ class LocalBlobStore:
 
         return await self.put_stream(key, one())
 
-    async def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
         path = self._path(key)
         try:
             f = await asyncio.to_thread(open, path, "rb")

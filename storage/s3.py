@@ -106,7 +106,7 @@ class S3BlobStore:
         await self._call(self._client.put_object, Bucket=self.bucket, Key=self._full(key), Body=data)
         return len(data)
 
-    async def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
         response = await self._call(self._client.get_object, Bucket=self.bucket, Key=self._full(key))
         body = response["Body"]
         try:

@@ -16,7 +16,7 @@ class FileRepository:
         self.session = session
         self.project_id = project_id
 
-    def _scoped(self, now: int) -> Select[tuple[FileRow]]:
+    def _scoped(self, now: int) -> Select[FileRow]:
         return select(FileRow).where(
             FileRow.project_id == self.project_id,
             or_(FileRow.expires_at.is_(None), FileRow.expires_at > now),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
@@ -24,9 +24,9 @@ class FileObject(BaseModel):
     status_details: str | None = None
 
     @model_serializer(mode="wrap")
-    def _omit_unset_optionals(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+    def _omit_unset_optionals(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # OpenAI's schema types these as non-nullable optionals: absent, never null.
-        data: dict[str, object] = handler(self)
+        data: dict[str, Any] = handler(self)
         for key in ("expires_at", "status_details"):
             if data.get(key) is None:
                 data.pop(key, None)

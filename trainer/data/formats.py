@@ -143,7 +143,7 @@ def check_message(info: ExampleInfo, index: int, msg: Any, *, allow_weight: bool
             elif type(weight) is not int or weight not in (0, 1):
                 info.add(index, "invalid_weight", "weight must be 0 or 1")
                 return False
-        return weight != 0
+        return bool(weight != 0)
     if "weight" in msg:
         info.add(index, "invalid_weight", f"weight is only allowed on assistant messages, not {role}")
     text = _content_text(content)
