@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -95,5 +96,8 @@ async def file_content(file_id: str, files: Files) -> StreamingResponse:
     return StreamingResponse(
         body,
         media_type="application/octet-stream",
-        headers={"content-length": str(row.bytes)},
+        headers={
+            "content-length": str(row.bytes),
+            "content-disposition": f"attachment; filename*=UTF-8''{quote(row.filename)}",
+        },
     )
