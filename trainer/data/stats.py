@@ -26,7 +26,7 @@ class DataStats:
     max_tokens: int = 0
     max_tokens_limit: int | None = None
     n_over_limit: int = 0
-    n_duplicates: int = 0  # examples whose line (whitespace-trimmed) appeared before
+    n_duplicates: int = 0  # examples whose line appeared before, byte for byte
     n_empty_assistant: int = 0
     n_without_system: int = 0
     n_without_user: int = 0

@@ -13,23 +13,25 @@ from typing import Any, Literal
 import msgspec
 from msgspec import Struct
 
+# gc=False: decoded JSON cannot form reference cycles, and untracked instances spare the cyclic
+# collector a pass per few hundred examples (it halved block decoding speed when tracked).
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _any_json: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
-class TextPart(Struct, tag_field="type", tag="text", forbid_unknown_fields=True):
+class TextPart(Struct, tag_field="type", tag="text", forbid_unknown_fields=True, gc=False):
     text: str
 
 
-class ImagePart(Struct, tag_field="type", tag="image_url"):
+class ImagePart(Struct, tag_field="type", tag="image_url", gc=False):
     image_url: Any
 
 
-class AudioPart(Struct, tag_field="type", tag="input_audio"):
+class AudioPart(Struct, tag_field="type", tag="input_audio", gc=False):
     input_audio: Any
 
 
-class FilePart(Struct, tag_field="type", tag="file"):
+class FilePart(Struct, tag_field="type", tag="file", gc=False):
     file: Any
 
 
@@ -37,33 +39,33 @@ Part = TextPart | ImagePart | AudioPart | FilePart
 Content = str | list[Part]
 
 
-class Function(Struct, forbid_unknown_fields=True):
+class Function(Struct, forbid_unknown_fields=True, gc=False):
     name: str
     arguments: str
 
 
-class ToolCall(Struct, forbid_unknown_fields=True):
+class ToolCall(Struct, forbid_unknown_fields=True, gc=False):
     function: Function
     id: str = ""
     type: Literal["function"] = "function"
 
 
-class SystemMessage(Struct, tag_field="role", tag="system", forbid_unknown_fields=True):
+class SystemMessage(Struct, tag_field="role", tag="system", forbid_unknown_fields=True, gc=False):
     content: Content
     name: str | None = None
 
 
-class DeveloperMessage(Struct, tag_field="role", tag="developer", forbid_unknown_fields=True):
+class DeveloperMessage(Struct, tag_field="role", tag="developer", forbid_unknown_fields=True, gc=False):
     content: Content
     name: str | None = None
 
 
-class UserMessage(Struct, tag_field="role", tag="user", forbid_unknown_fields=True):
+class UserMessage(Struct, tag_field="role", tag="user", forbid_unknown_fields=True, gc=False):
     content: Content
     name: str | None = None
 
 
-class AssistantMessage(Struct, tag_field="role", tag="assistant", forbid_unknown_fields=True):
+class AssistantMessage(Struct, tag_field="role", tag="assistant", forbid_unknown_fields=True, gc=False):
     content: Content | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -72,7 +74,7 @@ class AssistantMessage(Struct, tag_field="role", tag="assistant", forbid_unknown
     weight: int = 1
 
 
-class OutputMessage(Struct, tag_field="role", tag="assistant", forbid_unknown_fields=True):
+class OutputMessage(Struct, tag_field="role", tag="assistant", forbid_unknown_fields=True, gc=False):
     content: Content | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -80,13 +82,13 @@ class OutputMessage(Struct, tag_field="role", tag="assistant", forbid_unknown_fi
     refusal: str | None = None
 
 
-class ToolMessage(Struct, tag_field="role", tag="tool", forbid_unknown_fields=True):
+class ToolMessage(Struct, tag_field="role", tag="tool", forbid_unknown_fields=True, gc=False):
     content: Content
     tool_call_id: str
     name: str | None = None
 
 
-class FunctionMessage(Struct, tag_field="role", tag="function", forbid_unknown_fields=True):
+class FunctionMessage(Struct, tag_field="role", tag="function", forbid_unknown_fields=True, gc=False):
     content: Content
     name: str
 
@@ -95,31 +97,31 @@ Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | To
 InputMessage = SystemMessage | DeveloperMessage | UserMessage | OutputMessage | ToolMessage | FunctionMessage
 
 
-class ToolFunction(Struct):
+class ToolFunction(Struct, gc=False):
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class Tool(Struct):
+class Tool(Struct, gc=False):
     function: ToolFunction
     type: Literal["function"] = "function"
 
 
-class ChatExample(Struct):
+class ChatExample(Struct, gc=False):
     messages: list[Message]
     tools: list[Tool] | None = None
     parallel_tool_calls: bool | None = None
 
 
-class PreferenceInput(Struct):
+class PreferenceInput(Struct, gc=False):
     messages: list[InputMessage]
     tools: list[Tool] | None = None
     parallel_tool_calls: bool | None = None
 
 
-class PreferenceExample(Struct):
+class PreferenceExample(Struct, gc=False):
     input: PreferenceInput
     preferred_output: list[OutputMessage]
     non_preferred_output: list[OutputMessage]
