@@ -80,22 +80,25 @@ class S3BlobStore:
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
         full = self._full(key)
         part_size = self.config.part_size
-        buf = bytearray()
+        pieces: list[bytes] = []  # joined once per part: one copy, not two
+        held = 0
         total = 0
         upload = _Multipart(self, full)
         try:
             async for chunk in chunks:
                 total += len(chunk)
-                buf += chunk
-                while len(buf) >= part_size:
-                    body = bytes(buf[:part_size])
-                    del buf[:part_size]
-                    await upload.add_part(body)
+                pieces.append(chunk)
+                held += len(chunk)
+                if held >= part_size:
+                    await upload.add_part(b"".join(pieces))
+                    pieces.clear()
+                    held = 0
+            rest = b"".join(pieces)
             if not upload.started:
-                await self._call(self._client.put_object, Bucket=self.bucket, Key=full, Body=bytes(buf))
+                await self._call(self._client.put_object, Bucket=self.bucket, Key=full, Body=rest)
             else:
-                if buf:
-                    await upload.add_part(bytes(buf))
+                if rest:
+                    await upload.add_part(rest)
                 await upload.complete()
         except BaseException:
             await upload.abort()
