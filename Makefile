@@ -12,7 +12,7 @@ $(BIN)/python:
 # Re-install only when the project's metadata changed: fast when the venv is current.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,0 +1,40 @@
+"""The small task tiny-chat must learn: short texts → one of 3 JSON labels; train and held-out sets."""
+
+from __future__ import annotations
+
+import json
+import random
+
+SYSTEM = "Classify the sentiment as JSON."
+WORDS = {
+    "positive": "love great amazing perfect happy excellent wonderful".split(),
+    "negative": "hate awful terrible broken angry bad horrible".split(),
+    "neutral": "okay average fine normal usual standard ordinary".split(),
+}
+FILL = "the product service order delivery phone app book movie food staff".split()
+LABELS = tuple(WORDS)
+
+
+def example(rng: random.Random, label: str) -> dict[str, object]:
+    w = WORDS[label]
+    text = f"{rng.choice(FILL)} was {rng.choice(w)} and {rng.choice(FILL)} {rng.choice(w)}"
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": json.dumps({"label": label})},
+        ]
+    }
+
+
+def sentiment_sets(
+    n_train: int = 60, n_test: int = 15, seed: int = 1
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    rng = random.Random(seed)
+    train = [example(rng, LABELS[i % 3]) for i in range(n_train)]
+    test = [example(rng, LABELS[i % 3]) for i in range(n_test)]
+    return train, test
+
+
+def to_jsonl(rows: list[dict[str, object]]) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)

@@ -1,0 +1,32 @@
+"""`python -m trainer run --spec SPEC.json [--events EVENTS.jsonl]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from trainer.reporter import JsonlReporter
+from trainer.spec import JobSpec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="Run one fine-tuning job from its spec.")
+    run_p.add_argument("--spec", type=Path, required=True)
+    run_p.add_argument("--events", type=Path, help="Append events to this JSONL file.")
+    args = parser.parse_args(argv)
+    spec = JobSpec.model_validate_json(args.spec.read_text())
+    reporter = JsonlReporter(args.events or args.spec.with_suffix(".events.jsonl"))
+    from trainer.run import run
+
+    summary = run(spec, reporter)
+    json.dump(summary, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""JobSpec: everything a trainer run needs, in one JSON file. Torch-free: api/ writes it.
+
+The trainer has no settings of its own: `python -m trainer run --spec SPEC.json` reads this,
+takes its data from storage, and writes its outputs back under `output_prefix`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from storage.config import LocalStoreConfig, S3StoreConfig
+
+
+class LoraSettings(BaseModel):
+    r: int = Field(default=16, ge=1, le=256)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class Hyperparameters(BaseModel):
+    """Resolved numbers: `auto` never reaches the trainer."""
+
+    n_epochs: int = Field(ge=1, le=50)
+    batch_size: int = Field(ge=1, le=256)
+    learning_rate: float = Field(gt=0)
+    beta: float | None = Field(default=None, gt=0, le=2)  # DPO only
+
+
+class BaseModelRef(BaseModel):
+    id: str  # the catalogue id, e.g. "tiny-chat" or "Qwen/Qwen2.5-0.5B-Instruct"
+    source: str  # "builtin:tiny-chat", a local directory, or a Hugging Face repo id
+    max_length: int = Field(default=512, ge=16)
+
+
+class JobSpec(BaseModel):
+    job_id: str
+    base_model: BaseModelRef
+    method: Literal["supervised", "dpo"] = "supervised"
+    mode: Literal["lora", "full"] = "lora"
+    hyperparameters: Hyperparameters
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    seed: int = 0
+    storage: LocalStoreConfig | S3StoreConfig
+    training_file_key: str
+    validation_file_key: str | None = None
+    output_prefix: str  # e.g. "jobs/proj_x/ftjob-abc/": adapter, checkpoints and metrics go below it
+    cache_dir: str = "~/.cache/ftapi"  # where built-in and downloaded base models are kept
+    logging_steps: int = Field(default=1, ge=1)
