@@ -126,12 +126,13 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Validate a training file offline, like the service does. Exit code 1 when it has problems."""
-    from trainer.data.validate import load_tokenizer, validate_file
+    from trainer.data.parallel import validate_file_parallel
+    from trainer.data.validate import load_tokenizer
 
     fmt = {"supervised": "chat", "dpo": "preference", None: None}.get(method)
     if method is not None and fmt is None:
         raise typer.BadParameter("method must be 'supervised' or 'dpo'", param_hint="--method")
-    report = validate_file(
+    report = validate_file_parallel(
         file,
         expected_format=fmt,
         tokenizer=load_tokenizer(tokenizer) if tokenizer else None,

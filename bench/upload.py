@@ -8,6 +8,10 @@ The S3 endpoint is moto's server in its own process (a real HTTP S3 API, in memo
 sampled every 20 ms while the upload runs. Rounds alternate the order (boto3 first, then ftapi
 first) and the median of each side is reported, with the server's CPU seconds per GiB: on a
 machine with few cores the client, ftapi and the S3 endpoint compete for the same CPUs.
+
+Both sides use the same boto3 checksum setting (--checksums). It matters on a plain-HTTP endpoint:
+with `when_required` botocore signs the payload, hashing every byte with SHA-256, while
+`when_supported` sends an unsigned payload with a CRC trailer. Over HTTPS neither hashes the body.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import boto3
 import openai
 import psutil
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 
 from tests.conftest import s3_env
 from tests.support.moto_server import run_moto_server
@@ -92,6 +97,12 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0)
     parser.add_argument("--purpose", choices=["user_data", "fine-tune"], default="user_data")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--checksums",
+        choices=["when_supported", "when_required"],
+        default="when_required",
+        help="boto3's request checksum setting for BOTH sides (the server's default: when_required)",
+    )
     args = parser.parse_args()
     size = int(args.gb * 1024 * MiB)
 
@@ -102,6 +113,7 @@ def main() -> None:
             "FTAPI_API_KEY": KEY,
             "FTAPI_MAX_FILE_BYTES": str(size + MiB),
             "FTAPI_S3__PART_SIZE": str(8 * MiB),
+            "FTAPI_S3__REQUEST_CHECKSUM_CALCULATION": args.checksums,
         }
         s3 = boto3.client(
             "s3",
@@ -109,6 +121,7 @@ def main() -> None:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
             region_name="us-east-1",
+            config=Config(request_checksum_calculation=args.checksums),
         )
         s3.create_bucket(Bucket="direct")
         transfer = TransferConfig(multipart_chunksize=8 * MiB, multipart_threshold=8 * MiB, max_concurrency=4)
@@ -150,7 +163,8 @@ def main() -> None:
     mb = size / 1e6
     t_direct, t_ours = statistics.median(direct), statistics.median(ours)
     print(
-        f"{size / MiB:.0f} MiB, purpose {args.purpose}, {args.rounds} rounds (medians), {os.cpu_count()} CPUs"
+        f"{size / MiB:.0f} MiB, purpose {args.purpose}, checksums {args.checksums} on both sides, "
+        f"{args.rounds} rounds (medians), {os.cpu_count()} CPUs"
     )
     print(f"direct boto3 to S3:       {mb / t_direct:8.1f} MB/s")
     print(f"ftapi /v1/files to S3:    {mb / t_ours:8.1f} MB/s")

@@ -23,10 +23,10 @@ class Line:
 class LineSplitter:
     """Cuts chunks into complete lines, numbered from 1; a too-long line comes out as None."""
 
-    def __init__(self, max_line_bytes: int) -> None:
+    def __init__(self, max_line_bytes: int, first_line: int = 1) -> None:
         self.max_line_bytes = max_line_bytes
         self._partial = bytearray()
-        self._number = 0
+        self._number = first_line - 1
         self._skipping = False  # inside an over-long line: its bytes are dropped, not buffered
 
     def feed(self, chunk: bytes) -> tuple[int, list[bytes | None]]:

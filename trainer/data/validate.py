@@ -96,6 +96,17 @@ class ValidationReport:
         return "\n".join(out)
 
 
+@dataclass
+class RangeResult:
+    """What one validator saw, to be merged with the results of the ranges after it."""
+
+    problems: list[Problem]
+    counts: Counter[str]
+    stats: DataStats
+    hashes: set[int]
+    lengths: TokenLengths
+
+
 class StreamingValidator:
     _FAST: dict[str, tuple[Any, Any]] = {
         "chat": (CHAT_BLOCK, clean_chat),
@@ -112,16 +123,20 @@ class StreamingValidator:
         min_examples: int | None = None,
         count_tokens: bool = True,
         max_line_bytes: int = 16 * 1024 * 1024,
+        first_line: int = 1,
+        initial_format: Format | None = None,
     ) -> None:
+        """`first_line` and `initial_format` let a validator take over in the middle of a file
+        (trainer.data.parallel): numbering continues there, and the format is the file's."""
         self.expected_format = expected_format
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.max_problems = max_problems
         self.min_examples = min_examples
         self.count_tokens = count_tokens
-        self._splitter = LineSplitter(max_line_bytes)
+        self._splitter = LineSplitter(max_line_bytes, first_line=first_line)
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
-        self.stats = DataStats(format=expected_format, tokens_counted=tokenizer is not None)
+        self.stats = DataStats(format=expected_format or initial_format, tokens_counted=tokenizer is not None)
         self._problems: list[Problem] = []
         self._counts: Counter[str] = Counter()
         self._seen: set[int] = set()
@@ -296,9 +311,18 @@ class StreamingValidator:
         self._pending_texts.clear()
         self._pending_examples.clear()
 
-    def finish(self) -> ValidationReport:
+    def finish_range(self) -> RangeResult:
+        """End of this validator's bytes, without the whole-file checks (see trainer.data.parallel)."""
         self._block(*self._splitter.finish())
         self._flush_tokens()
+        return RangeResult(self._problems, self._counts, self.stats, self._seen, self._lengths)
+
+    def finish(self) -> ValidationReport:
+        self.finish_range()
+        return self.conclude()
+
+    def conclude(self) -> ValidationReport:
+        """Whole-file checks and the report."""
         if self.stats.n_examples == 0:
             self._problem(Problem(0, None, None, "empty_file", "The file is empty: it has no examples."))
         elif self.min_examples is not None and self.stats.n_examples < self.min_examples:
