@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/ftapi serve --host 127.0.0.1 --port 8000
+	$(BIN)/ftapi serve  # 127.0.0.1:8000 unless FTAPI_HOST / FTAPI_PORT say otherwise
 
 test: lint
 	$(BIN)/python -m pytest -q
