@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -141,6 +142,34 @@ async def iter_multipart(request: Request, *, max_body_bytes: int) -> AsyncItera
         raise InvalidRequest("The client disconnected before the upload finished.") from exc
     for event in collector.events:
         yield event
+
+
+async def file_bytes(
+    events: AsyncIterator[Event], *, limit: int, param: str, what: str
+) -> AsyncIterator[bytes]:
+    """The current file part's bytes, up to its end. Raises PayloadTooLarge past `limit` bytes."""
+    total = 0
+    async for event in events:
+        if isinstance(event, FileEnd):
+            return
+        if isinstance(event, FileChunk):
+            total += len(event.data)
+            if total > limit:
+                raise PayloadTooLarge(f"{what} is too large: the maximum is {limit} bytes.", param=param)
+            yield event.data
+
+
+async def skip_file(events: AsyncIterator[Event]) -> None:
+    """Pass over the current file part (one the endpoint does not take)."""
+    async for event in events:
+        if isinstance(event, FileEnd):
+            return
+
+
+def multipart_openapi(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """`openapi_extra` for a route that parses its multipart body itself (so FastAPI cannot infer it)."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 async def drain(events: AsyncIterator[Event]) -> None:

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import IdempotencyKey, PrincipalDep, SessionDep, SettingsDep, StoreDep
-from api.files.schemas import FileDeleted, FileList, FileObject
+from api.files.schemas import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from api.files.service import FileService
-from api.multipart import iter_multipart
+from api.multipart import iter_multipart, multipart_openapi
 from api.pagination import Order
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -28,28 +28,15 @@ def file_service(
 
 Files = Annotated[FileService, Depends(file_service)]
 
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file", "purpose"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "purpose": {
-                            "type": "string",
-                            "enum": ["assistants", "batch", "fine-tune", "vision", "user_data", "evals"],
-                        },
-                        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
-                        "expires_after[seconds]": {"type": "integer", "minimum": 3600, "maximum": 2592000},
-                    },
-                }
-            }
-        },
-    }
-}
+_UPLOAD_BODY = multipart_openapi(
+    {
+        "file": {"type": "string", "format": "binary"},
+        "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)},
+        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+        "expires_after[seconds]": {"type": "integer", "minimum": 3600, "maximum": 2592000},
+    },
+    ["file", "purpose"],
+)
 
 
 @router.post("", response_model=FileObject, openapi_extra=_UPLOAD_BODY)

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
 from api.db.tables import FileRow
-from api.errors import InvalidRequest, NotFound, PayloadTooLarge
+from api.errors import InvalidRequest, NotFound
 from api.files.content_check import ContentCheck, check_extension
 from api.files.repository import FileRepository
 from api.files.schemas import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from api.ids import new_id, now_us
-from api.multipart import Event, FieldPart, FileChunk, FileEnd, FilePart, drain
+from api.multipart import Event, FieldPart, FilePart, drain, file_bytes, skip_file
 from api.pagination import Order
 from api.settings import Settings
 from storage import BlobNotFound, BlobStore
@@ -85,7 +85,7 @@ class FileService:
                 elif isinstance(event, FilePart) and event.name == "file" and stored is None:
                     stored = await self._store_file_part(event, fields.get("purpose"), events)
                 elif isinstance(event, FilePart):
-                    await _skip_file(events)
+                    await skip_file(events)
             if stored is None:
                 raise InvalidRequest("Missing required parameter: 'file'.", param="file")
             file_id, key, filename, size, check = stored
@@ -143,18 +143,9 @@ class FileService:
         limit = self.settings.max_file_bytes
 
         async def chunks() -> AsyncIterator[bytes]:
-            total = 0
-            async for event in events:
-                if isinstance(event, FileEnd):
-                    break
-                if isinstance(event, FileChunk):
-                    total += len(event.data)
-                    if total > limit:
-                        raise PayloadTooLarge(
-                            f"File is too large: the maximum size is {limit} bytes.", param="file"
-                        )
-                    check.feed(event.data)
-                    yield event.data
+            async for data in file_bytes(events, limit=limit, param="file", what="File"):
+                check.feed(data)
+                yield data
             if purpose is not None:
                 # Known purpose: refuse before the blob is committed, so nothing is ever stored.
                 check.verdict(purpose)
@@ -222,9 +213,3 @@ class FileService:
                 yield chunk
 
         return row, body()
-
-
-async def _skip_file(events: AsyncIterator[Event]) -> None:
-    async for event in events:
-        if isinstance(event, FileEnd):
-            return

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from api.deps import IdempotencyKey, PrincipalDep, SessionDep, SettingsDep, StoreDep
-from api.multipart import iter_multipart
+from api.multipart import iter_multipart, multipart_openapi
 from api.uploads.schemas import Upload, UploadCompleteParams, UploadCreateParams, UploadPart
 from api.uploads.service import UploadService
 
@@ -22,20 +22,7 @@ def upload_service(
 
 Uploads = Annotated[UploadService, Depends(upload_service)]
 
-_PART_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["data"],
-                    "properties": {"data": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
+_PART_BODY = multipart_openapi({"data": {"type": "string", "format": "binary"}}, ["data"])
 
 
 @router.post("", response_model=Upload)

@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
 from api.db.tables import FileRow, UploadPartRow, UploadRow
-from api.errors import InvalidRequest, NotFound, PayloadTooLarge
+from api.errors import InvalidRequest, NotFound
 from api.files.content_check import JSONL_PURPOSES, ContentCheck, check_extension
 from api.files.schemas import FileObject
 from api.files.service import check_purpose, file_key
 from api.ids import new_id, now_us
-from api.multipart import Event, FileChunk, FileEnd, FilePart, drain
+from api.multipart import Event, FilePart, drain, file_bytes, skip_file
 from api.settings import Settings
 from api.uploads.repository import UploadRepository
 from api.uploads.schemas import Upload, UploadCompleteParams, UploadCreateParams, UploadPart
@@ -116,7 +116,7 @@ class UploadService:
             if isinstance(event, FilePart) and event.name == "data" and size is None:
                 size = await self.store.put_stream(key, self._part_chunks(events, room))
             elif isinstance(event, FilePart):
-                await _skip(events)
+                await skip_file(events)
         if size is None:
             raise InvalidRequest("Missing required parameter: 'data'.", param="data")
         part = UploadPartRow(
@@ -131,24 +131,16 @@ class UploadService:
         return UploadPart.from_row(part)
 
     async def _part_chunks(self, events: AsyncIterator[Event], room: int) -> AsyncIterator[bytes]:
-        cap = self.settings.max_upload_part_bytes
         total = 0
-        async for event in events:
-            if isinstance(event, FileEnd):
-                return
-            if isinstance(event, FileChunk):
-                total += len(event.data)
-                if total > cap:
-                    raise PayloadTooLarge(
-                        f"Upload part is too large: the maximum is {cap} bytes.", param="data"
-                    )
-                if total > room:
-                    raise InvalidRequest(
-                        "This part would take the upload past the number of bytes declared "
-                        "when it was created.",
-                        param="data",
-                    )
-                yield event.data
+        cap = self.settings.max_upload_part_bytes
+        async for data in file_bytes(events, limit=cap, param="data", what="Upload part"):
+            total += len(data)
+            if total > room:
+                raise InvalidRequest(
+                    "This part would take the upload past the number of bytes declared when it was created.",
+                    param="data",
+                )
+            yield data
 
     async def complete(self, upload_id: str, params: UploadCompleteParams) -> Upload:
         row = await self._pending(upload_id)
@@ -238,9 +230,3 @@ class UploadService:
         await self.session.refresh(row)
         await self.store.delete_prefix(staging_prefix(row.project_id, row.id))
         return Upload.from_row(row)
-
-
-async def _skip(events: AsyncIterator[Event]) -> None:
-    async for event in events:
-        if isinstance(event, FileEnd):
-            return

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 
 from tests.support.server import RunningServer
 
 
+def _s3(env: dict[str, str]) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=env["FTAPI_S3__ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
 def stored_keys(server: RunningServer, prefix: str) -> list[str]:
     env = server.env
     if env.get("FTAPI_STORAGE_BACKEND") == "s3":
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=env["FTAPI_S3__ENDPOINT_URL"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
+        s3 = _s3(env)
         base = env.get("FTAPI_S3__PREFIX", "").strip("/")
         full = f"{base}/{prefix}" if base else prefix
         keys: list[str] = []
@@ -32,12 +38,5 @@ def open_multipart_uploads(server: RunningServer) -> list[str]:
     env = server.env
     if env.get("FTAPI_STORAGE_BACKEND") != "s3":
         return []
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=env["FTAPI_S3__ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    found = s3.list_multipart_uploads(Bucket=env["FTAPI_S3__BUCKET"])
+    found = _s3(env).list_multipart_uploads(Bucket=env["FTAPI_S3__BUCKET"])
     return [u["Key"] for u in found.get("Uploads", [])]

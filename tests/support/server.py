@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.moto_server import free_port
+from tests.support.moto_server import free_port, stop
 
 
 @dataclass
@@ -69,9 +69,4 @@ def run_server(
             time.sleep(0.1)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, grace=15)
