@@ -10,10 +10,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.catalogue import Catalogue
 from api.db.migrate import upgrade
 from api.db.session import create_engine, session_factory
+from api.dispatch.dispatcher import Dispatcher
 from api.errors import install_error_handlers
 from api.files.router import router as files_router
+from api.fine_tuning.router import router as fine_tuning_router
 from api.logging import RequestContextMiddleware
 from api.ops import router as ops_router
 from api.settings import Settings
@@ -33,15 +36,22 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.store = store
-        sweeper = asyncio.create_task(
-            run_sweeper(app.state.sessions, store, settings.sweep_interval_seconds), name="sweeper"
+        app.state.catalogue = Catalogue.load(settings.models_file)
+        dispatcher = Dispatcher(
+            app.state.sessions, store, app.state.catalogue, settings.dispatch_interval_seconds
         )
+        tasks = [
+            asyncio.create_task(run_sweeper(app.state.sessions, store, settings.sweep_interval_seconds)),
+            asyncio.create_task(dispatcher.run()),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await store.close()
             await engine.dispose()
 
@@ -56,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(files_router)
     app.include_router(uploads_router)
+    app.include_router(fine_tuning_router)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     return app
 

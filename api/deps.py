@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal, authenticate
+from api.catalogue import Catalogue
 from api.db.session import session_scope
 from api.settings import Settings
 from storage import BlobStore
@@ -27,7 +28,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 

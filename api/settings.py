@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_jsonl_line_bytes: int = 16 * MB
     sweep_interval_seconds: float = 60.0
 
+    models_file: Path | None = Field(default=None, description="Base-model catalogue (JSON/YAML).")
+    dispatch_interval_seconds: float = 1.0
+
     @model_validator(mode="after")
     def _s3_needs_config(self) -> Settings:
         if self.storage_backend == "s3" and self.s3 is None:

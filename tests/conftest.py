@@ -55,6 +55,7 @@ def server(
     env = {
         "FTAPI_API_KEY": ADMIN_KEY,
         "FTAPI_SWEEP_INTERVAL_SECONDS": "1",
+        "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
         # Small caps keep the over-size tests quick; the defaults are checked in test_settings.
         "FTAPI_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
         "FTAPI_MAX_UPLOAD_PART_BYTES": str(MAX_PART_BYTES),

@@ -5,7 +5,7 @@ Times are integer microseconds since the epoch (`*_us`): the wire wants seconds,
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db.base import Base
@@ -79,3 +79,56 @@ class UploadPartRow(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     storage_key: Mapped[str] = mapped_column(String(1024))
     created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class FineTuningJobRow(Base):
+    __tablename__ = "fine_tuning_jobs"
+    __table_args__ = (
+        Index("ix_jobs_project_created", "project_id", "created_at_us", "id"),
+        Index("ix_jobs_status", "status"),
+        UniqueConstraint("project_id", "idempotency_key", name="uq_jobs_project_idempotency"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(256))
+    training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    method: Mapped[str] = mapped_column(String(16))
+    # What the user asked for ("auto" kept) and, from validation on, the resolved numbers.
+    hyperparameters: Mapped[dict[str, object]] = mapped_column(JSON)
+    resolved_hyperparameters: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    suffix: Mapped[str | None] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    job_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON)
+    integrations: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(512))
+    error: Mapped[dict[str, str | None] | None] = mapped_column(JSON)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    result_files: Mapped[list[str]] = mapped_column(JSON)
+    n_examples: Mapped[int | None] = mapped_column(Integer)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    estimated_finish: Mapped[int | None] = mapped_column(BigInteger)
+    # Dispatch: who holds the job and until when (a lease, so a dead worker's job is taken over).
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(256))
+
+
+class FineTuningJobEventRow(Base):
+    __tablename__ = "fine_tuning_job_events"
+
+    # A sequence gives events a strict order even within one microsecond.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), index=True)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, object] | None] = mapped_column(JSON)

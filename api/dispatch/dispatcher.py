@@ -1,0 +1,62 @@
+"""The dispatcher: claims jobs with a lease and moves them on. Runs in `ftapi serve` (and, with the
+executor slice, alone as `ftapi worker`). Safe with several processes: every claim is a
+compare-and-set, and a dead process's lease simply expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.catalogue import Catalogue
+from api.dispatch.validation import validate_job
+from api.fine_tuning.repository import claim
+from storage import BlobStore
+
+log = structlog.get_logger()
+VALIDATION_LEASE_SECONDS = 600
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        store: BlobStore,
+        catalogue: Catalogue,
+        interval: float,
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.catalogue = catalogue
+        self.interval = interval
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def step(self) -> bool:
+        """Do one unit of work; returns whether there was any."""
+        async with self.sessions() as session:
+            job = await claim(
+                session, "validating_files", self.worker_id, VALIDATION_LEASE_SECONDS, int(time.time())
+            )
+            if job is None:
+                return False
+            try:
+                await validate_job(session, self.store, self.catalogue, job)
+            except Exception:
+                # The lease runs out and another attempt is made; the log says why this one failed.
+                log.exception("job.validation_error", job_id=job.id)
+            return True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                busy = await self.step()
+            except Exception:
+                log.exception("dispatcher.failed")
+                busy = False
+            if not busy:
+                await asyncio.sleep(self.interval)

@@ -1,0 +1,101 @@
+"""The `validating_files` stage: full semantic validation of a job's files with the shared validator.
+
+Run by the dispatcher (any process may die mid-way: the lease expires and another takes over).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.catalogue import Catalogue
+from api.db.tables import FileRow, FineTuningJobRow
+from api.fine_tuning import lifecycle
+from api.fine_tuning.hyperparameters import resolve
+from api.fine_tuning.repository import add_event, transition
+from storage import BlobStore
+from trainer.data.validate import StreamingValidator, ValidationReport
+
+log = structlog.get_logger()
+MIN_TRAINING_EXAMPLES = 10
+
+
+async def _validate_blob(store: BlobStore, key: str, **kwargs: Any) -> ValidationReport:
+    validator = StreamingValidator(count_tokens=False, max_problems=1, **kwargs)
+    async for chunk in store.open_stream(key):
+        validator.feed(chunk)
+    return validator.finish()
+
+
+def _failure(report: ValidationReport, param: str) -> dict[str, str]:
+    problem = report.first_problem
+    assert problem is not None
+    if problem.code == "invalid_n_examples":
+        return {"code": "invalid_n_examples", "message": problem.message, "param": param}
+    code = "invalid_training_file" if param == "training_file" else "invalid_validation_file"
+    message = lifecycle.invalid_file_message(problem.message)
+    if param == "validation_file":
+        message = message.replace("invalid training file", "invalid validation file")
+    return {"code": code, "message": message, "param": param}
+
+
+async def validate_job(
+    session: AsyncSession, store: BlobStore, catalogue: Catalogue, job: FineTuningJobRow
+) -> None:
+    expected = "preference" if job.method == "dpo" else "chat"
+    entry = catalogue.get(job.model)
+    error: dict[str, str] | None = None
+    n_examples = 0
+    for file_id, param in ((job.training_file, "training_file"), (job.validation_file, "validation_file")):
+        if file_id is None:
+            continue
+        file = await session.get(FileRow, file_id)
+        if file is None or entry is None:
+            error = {"code": f"invalid_{param}", "message": f"invalid {param}: {file_id}", "param": param}
+            break
+        report = await _validate_blob(
+            store,
+            file.storage_key,
+            expected_format=expected,
+            min_examples=MIN_TRAINING_EXAMPLES if param == "training_file" else None,
+        )
+        if not report.ok:
+            error = _failure(report, param)
+            break
+        if param == "training_file":
+            n_examples = report.stats.n_examples
+    if error is not None:
+        moved = await transition(
+            session,
+            job.id,
+            {"validating_files"},
+            status="failed",
+            error=error,
+            finished_at=int(time.time()),
+            claimed_by=None,
+            lease_until=None,
+        )
+        if moved:
+            add_event(session, job.id, error["message"], level="error")
+        await session.commit()
+        log.info("job.validation_failed", job_id=job.id, code=error["code"])
+        return
+    assert entry is not None
+    resolved = resolve(job.hyperparameters, n_examples, entry, job.method)
+    moved = await transition(
+        session,
+        job.id,
+        {"validating_files"},
+        status="queued",
+        resolved_hyperparameters=resolved,
+        n_examples=n_examples,
+        claimed_by=None,
+        lease_until=None,
+    )
+    if moved:
+        add_event(session, job.id, lifecycle.FILES_VALIDATED)
+    await session.commit()
+    log.info("job.validated", job_id=job.id, n_examples=n_examples)

@@ -1,0 +1,242 @@
+"""Fine-tuning jobs: create (synchronous checks only), list, retrieve, cancel, pause, resume, events.
+
+Data validation is asynchronous, as at OpenAI: the dispatcher moves `validating_files` jobs on.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth import Principal
+from api.catalogue import Catalogue
+from api.db.tables import FineTuningJobRow
+from api.errors import InvalidRequest, NotFound
+from api.files.repository import FileRepository
+from api.fine_tuning import lifecycle
+from api.fine_tuning.repository import JobRepository, add_event, transition
+from api.fine_tuning.schemas import (
+    MAX_SEED,
+    DpoHyperparameters,
+    DpoMethod,
+    Error,
+    FineTuningJob,
+    FineTuningJobCreateParams,
+    FineTuningJobEvent,
+    FineTuningJobEventList,
+    FineTuningJobList,
+    Hyperparameters,
+    Method,
+    SupervisedMethod,
+)
+from api.ids import new_id, now_us
+from api.settings import Settings
+
+_SUPERVISED_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
+
+
+def job_object(row: FineTuningJobRow, organization_id: str) -> FineTuningJob:
+    hp = row.resolved_hyperparameters or row.hyperparameters
+    if row.method == "dpo":
+        method = Method(type="dpo", dpo=DpoMethod(hyperparameters=DpoHyperparameters(**hp)))
+    else:
+        method = Method(type="supervised", supervised=SupervisedMethod(hyperparameters=Hyperparameters(**hp)))
+    return FineTuningJob(
+        id=row.id,
+        created_at=row.created_at_us // 1_000_000,
+        error=Error(**row.error) if row.error else None,  # type: ignore[arg-type]
+        fine_tuned_model=row.fine_tuned_model,
+        finished_at=row.finished_at,
+        # Always an object (strict SDKs require it), DPO jobs included.
+        hyperparameters=Hyperparameters(**{k: hp[k] for k in _SUPERVISED_KEYS if k in hp}),
+        model=row.model,
+        organization_id=organization_id,
+        result_files=list(row.result_files),
+        seed=row.seed,
+        status=row.status,  # type: ignore[arg-type]
+        trained_tokens=row.trained_tokens,
+        training_file=row.training_file,
+        validation_file=row.validation_file,
+        estimated_finish=row.estimated_finish,
+        integrations=row.integrations or [],
+        metadata=row.job_metadata,
+        method=method,
+        user_provided_suffix=row.suffix,
+    )
+
+
+def _method_and_hyperparameters(params: FineTuningJobCreateParams) -> tuple[str, dict[str, Any]]:
+    if params.method is None:
+        hp = params.hyperparameters or Hyperparameters()
+        return "supervised", hp.model_dump()
+    method = params.method
+    if method.type == "reinforcement":
+        raise InvalidRequest(
+            "Reinforcement fine-tuning is not supported by this server.", param="method.type"
+        )
+    if method.type == "dpo":
+        if params.hyperparameters is not None:
+            raise InvalidRequest(
+                "The top-level hyperparameters apply to supervised jobs only; "
+                "use method.dpo.hyperparameters.",
+                param="hyperparameters",
+            )
+        return "dpo", (method.dpo or DpoMethod()).hyperparameters.model_dump()
+    supervised = (method.supervised or SupervisedMethod()).hyperparameters.model_dump()
+    if params.hyperparameters is not None:
+        top = params.hyperparameters.model_dump()
+        if method.supervised is not None and top != supervised:
+            raise InvalidRequest(
+                "hyperparameters and method.supervised.hyperparameters disagree; send only method.",
+                param="hyperparameters",
+            )
+        supervised = top
+    return "supervised", supervised
+
+
+class JobService:
+    def __init__(self, session: AsyncSession, settings: Settings, catalogue: Catalogue, principal: Principal):
+        self.session = session
+        self.settings = settings
+        self.catalogue = catalogue
+        self.principal = principal
+        self.repo = JobRepository(session, principal.project_id)
+
+    def _object(self, row: FineTuningJobRow) -> FineTuningJob:
+        return job_object(row, self.settings.organization_id)
+
+    async def _check_file(self, file_id: str | None, param: str) -> None:
+        if file_id is None:
+            return
+        row = await FileRepository(self.session, self.principal.project_id).get(file_id, int(time.time()))
+        if row is None or row.purpose != "fine-tune":
+            raise InvalidRequest(f"invalid {param}: {file_id}", param=param)
+
+    async def create(self, params: FineTuningJobCreateParams, idempotency_key: str | None) -> FineTuningJob:
+        if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
+            return self._object(existing)
+        entry = self.catalogue.get(params.model)
+        if entry is None:
+            raise InvalidRequest(
+                f"Model {params.model} is not available for fine-tuning or does not exist.",
+                param="model",
+                code="model_not_available",
+            )
+        method, hyperparameters = _method_and_hyperparameters(params)
+        if method not in entry.methods:
+            raise InvalidRequest(
+                f"Model {params.model} does not support method {method}.", param="method.type"
+            )
+        await self._check_file(params.training_file, "training_file")
+        await self._check_file(params.validation_file, "validation_file")
+        row = FineTuningJobRow(
+            id=new_id("ftjob-"),
+            project_id=self.principal.project_id,
+            model=params.model,
+            training_file=params.training_file,
+            validation_file=params.validation_file,
+            status="validating_files",
+            method=method,
+            hyperparameters=hyperparameters,
+            resolved_hyperparameters=None,
+            suffix=params.suffix,
+            seed=params.seed if params.seed is not None else secrets.randbelow(MAX_SEED + 1),
+            job_metadata=params.metadata,
+            integrations=params.integrations,
+            result_files=[],
+            created_at_us=now_us(),
+            attempts=0,
+            idempotency_key=idempotency_key or None,
+        )
+        self.session.add(row)
+        try:
+            await self.session.flush()  # the job row first: events reference it
+            add_event(self.session, row.id, lifecycle.created(row.id))
+            add_event(self.session, row.id, lifecycle.validating(row.training_file, row.validation_file))
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            winner = await self.repo.by_idempotency_key(idempotency_key or "")
+            if winner is None:
+                raise
+            return self._object(winner)
+        return self._object(row)
+
+    async def _row(self, job_id: str) -> FineTuningJobRow:
+        row = await self.repo.get(job_id)
+        if row is None:
+            raise NotFound(f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id")
+        return row
+
+    async def retrieve(self, job_id: str) -> FineTuningJob:
+        return self._object(await self._row(job_id))
+
+    async def list(
+        self, *, after: str | None, limit: int, metadata: dict[str, str] | None
+    ) -> FineTuningJobList:
+        rows = list(await self.repo.all_newest_first())
+        if metadata is not None:
+            # Per-project job counts are small; filtering here keeps the JSON query portable.
+            rows = [r for r in rows if all((r.job_metadata or {}).get(k) == v for k, v in metadata.items())]
+        if after is not None:
+            ids = [r.id for r in rows]
+            if after not in ids:
+                raise InvalidRequest(f"No such fine-tuning job: {after}", param="after")
+            rows = rows[ids.index(after) + 1 :]
+        return FineTuningJobList(data=[self._object(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def _move(
+        self, job_id: str, allowed: frozenset[str], verb: str, message: str, **values: Any
+    ) -> FineTuningJob:
+        row = await self._row(job_id)
+        if not await transition(self.session, job_id, allowed, **values):
+            await self.session.refresh(row)
+            raise InvalidRequest(f"Cannot {verb} a job that is {row.status}.", param="fine_tuning_job_id")
+        add_event(self.session, job_id, message)
+        await self.session.commit()
+        await self.session.refresh(row)
+        return self._object(row)
+
+    async def cancel(self, job_id: str) -> FineTuningJob:
+        return await self._move(
+            job_id,
+            lifecycle.CANCELLABLE,
+            "cancel",
+            lifecycle.CANCELLED,
+            status="cancelled",
+            finished_at=int(time.time()),
+            estimated_finish=None,
+        )
+
+    async def pause(self, job_id: str) -> FineTuningJob:
+        return await self._move(job_id, frozenset({"running"}), "pause", lifecycle.PAUSED, status="paused")
+
+    async def resume(self, job_id: str) -> FineTuningJob:
+        return await self._move(
+            job_id, frozenset({"paused"}), "resume", lifecycle.RESUMED, status="queued", lease_until=None
+        )
+
+    async def events(self, job_id: str, *, after: str | None, limit: int) -> FineTuningJobEventList:
+        await self._row(job_id)
+        after_seq = None
+        if after is not None:
+            after_seq = await self.repo.event_seq(job_id, after)
+            if after_seq is None:
+                raise InvalidRequest(f"No such event: {after}", param="after")
+        rows = await self.repo.events(job_id, after_seq=after_seq, limit=limit)
+        data = [
+            FineTuningJobEvent(
+                id=r.id,
+                created_at=r.created_at_us // 1_000_000,
+                level=r.level,  # type: ignore[arg-type]
+                message=r.message,
+                data=r.data,
+                type=r.type,  # type: ignore[arg-type]
+            )
+            for r in rows[:limit]
+        ]
+        return FineTuningJobEventList(data=data, has_more=len(rows) > limit)
