@@ -14,8 +14,10 @@ from api.catalogue import Catalogue
 from api.db.migrate import upgrade
 from api.db.session import create_engine, session_factory
 from api.dispatch.dispatcher import Dispatcher
+from api.dispatch.local import LocalExecutor
 from api.errors import install_error_handlers
 from api.files.router import router as files_router
+from api.fine_tuning.internal import router as internal_router
 from api.fine_tuning.router import router as fine_tuning_router
 from api.logging import RequestContextMiddleware
 from api.ops import router as ops_router
@@ -37,9 +39,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = session_factory(engine)
         app.state.store = store
         app.state.catalogue = Catalogue.load(settings.models_file)
-        dispatcher = Dispatcher(
-            app.state.sessions, store, app.state.catalogue, settings.dispatch_interval_seconds
-        )
+        executor = LocalExecutor(settings.data_dir.resolve() / "runs")
+        dispatcher = Dispatcher(app.state.sessions, store, app.state.catalogue, settings, executor)
         tasks = [
             asyncio.create_task(run_sweeper(app.state.sessions, store, settings.sweep_interval_seconds)),
             asyncio.create_task(dispatcher.run()),
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files_router)
     app.include_router(uploads_router)
     app.include_router(fine_tuning_router)
+    app.include_router(internal_router)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     return app
 

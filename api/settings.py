@@ -44,6 +44,20 @@ class Settings(BaseSettings):
 
     models_file: Path | None = Field(default=None, description="Base-model catalogue (JSON/YAML).")
     dispatch_interval_seconds: float = 1.0
+    max_concurrent_jobs: int = Field(
+        default=1, ge=0, description="Trainers this process runs at once; 0 for an API-only replica."
+    )
+    cancel_grace_seconds: float = 10.0
+    internal_url: str | None = Field(
+        default=None, description="How trainers reach this API; default from host/port."
+    )
+
+    @property
+    def resolved_internal_url(self) -> str:
+        if self.internal_url:
+            return self.internal_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @model_validator(mode="after")
     def _s3_needs_config(self) -> Settings:

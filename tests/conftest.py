@@ -10,6 +10,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,15 @@ def s3_env(endpoint: str, bucket: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session", params=COMBOS)
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def combo_server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    combo: str,
+    extra: dict[str, str],
+    label: str | None = None,
 ) -> Iterator[RunningServer]:
-    storage, database = request.param.split("-")
+    storage, database = combo.split("-")
     env = {
         "FTAPI_API_KEY": ADMIN_KEY,
         "FTAPI_SWEEP_INTERVAL_SECONDS": "1",
@@ -59,11 +64,12 @@ def server(
         # Small caps keep the over-size tests quick; the defaults are checked in test_settings.
         "FTAPI_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
         "FTAPI_MAX_UPLOAD_PART_BYTES": str(MAX_PART_BYTES),
+        **extra,
     }
     if storage == "s3":
         endpoint = request.getfixturevalue("moto_endpoint")
         env |= s3_env(endpoint, "ftapi-" + secrets.token_hex(4))
-    data_dir = tmp_path_factory.mktemp(request.param)
+    data_dir = tmp_path_factory.mktemp(label or combo)
     if database == "postgres":
         with temporary_database() as url:
             env["FTAPI_DATABASE_URL"] = url
@@ -72,6 +78,25 @@ def server(
     else:
         with run_server(data_dir, env) as srv:
             yield srv
+
+
+@pytest.fixture(scope="session", params=COMBOS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """An API server that validates jobs but runs no trainers (an API-only replica)."""
+    with combo_server(request, tmp_path_factory, request.param, {"FTAPI_MAX_CONCURRENT_JOBS": "0"}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session", params=["local-sqlite", "s3-postgres"])
+def training_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A server that also runs trainers (one at a time), on two backend combinations."""
+    extra = {"FTAPI_MAX_CONCURRENT_JOBS": "1"}
+    with combo_server(request, tmp_path_factory, request.param, extra, label="train-" + request.param) as srv:
+        yield srv
 
 
 def database_url(server: RunningServer) -> str:
@@ -128,7 +153,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Mark by backend so `-m "not postgres"` / `-m "not s3"` select what a machine can run.
     for item in items:
         callspec = getattr(item, "callspec", None)
-        combo = callspec.params.get("server") if callspec else None
+        combo = (
+            (callspec.params.get("server") or callspec.params.get("training_server")) if callspec else None
+        )
         if isinstance(combo, str):
             if "s3" in combo:
                 item.add_marker(pytest.mark.s3)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.reporter import JsonlReporter
+from trainer.reporter import HttpReporter, JsonlReporter, Reporter
 from trainer.spec import JobSpec
 
 
@@ -19,7 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--events", type=Path, help="Append events to this JSONL file.")
     args = parser.parse_args(argv)
     spec = JobSpec.model_validate_json(args.spec.read_text())
-    reporter = JsonlReporter(args.events or args.spec.with_suffix(".events.jsonl"))
+    reporter: Reporter
+    if spec.report_url and not args.events:
+        reporter = HttpReporter(spec.report_url, spec.job_id)
+    else:
+        reporter = JsonlReporter(args.events or args.spec.with_suffix(".events.jsonl"))
     from trainer.run import run
 
     summary = run(spec, reporter)

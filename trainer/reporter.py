@@ -1,10 +1,12 @@
-"""Where a run's events go. The API side (next slice) gets an HTTP reporter with a per-job token;
-tests and `--events FILE` use the JSONL reporter."""
+"""Where a run's events go: the API over HTTP with the per-job token (`FTAPI_JOB_TOKEN`), or a JSONL
+file when the trainer runs by hand. Stdlib only: the trainer image needs nothing of the API."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,12 +16,51 @@ class Reporter(Protocol):
         """Record one event: kind is "message" or "metrics"."""
         ...
 
+    def complete(self, summary: dict[str, Any]) -> None:
+        """The run succeeded and its outputs are in storage."""
+        ...
+
 
 class JsonlReporter:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
-        record = {"time": time.time(), "type": kind, "level": level, "message": message, "data": data}
+    def _write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps({"time": time.time(), **record}) + "\n")
+
+    def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
+        self._write({"type": kind, "level": level, "message": message, "data": data})
+
+    def complete(self, summary: dict[str, Any]) -> None:
+        self._write({"type": "complete", "level": "info", "message": "completed", "data": summary})
+
+
+class HttpReporter:
+    """Posts to the API's internal endpoints for this job; retries briefly so a blip loses nothing."""
+
+    def __init__(self, base_url: str, job_id: str, token: str | None = None) -> None:
+        self.url = f"{base_url.rstrip('/')}/internal/v1/fine_tuning/jobs/{job_id}"
+        self.token = token or os.environ["FTAPI_JOB_TOKEN"]
+
+    def _post(self, path: str, body: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        for attempt in range(5):
+            try:
+                with urllib.request.urlopen(request, timeout=30):
+                    return
+            except OSError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+
+    def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
+        self._post("/events", {"type": kind, "level": level, "message": message, "data": data})
+
+    def complete(self, summary: dict[str, Any]) -> None:
+        self._post("/complete", summary)

@@ -159,7 +159,7 @@ def run(spec: JobSpec, reporter: Reporter) -> dict[str, Any]:
         "trained_tokens": callback.tokens_seen,
         "model_keys": model_keys,
     }
-    reporter.emit("message", "The job has successfully completed", summary)
+    reporter.complete(summary)
     return summary
 
 

@@ -49,3 +49,4 @@ class JobSpec(BaseModel):
     output_prefix: str  # e.g. "jobs/proj_x/ftjob-abc/": adapter, checkpoints and metrics go below it
     cache_dir: str = "~/.cache/ftapi"  # where built-in and downloaded base models are kept
     logging_steps: int = Field(default=1, ge=1)
+    report_url: str | None = None  # the API; the per-job token comes in FTAPI_JOB_TOKEN

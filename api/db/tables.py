@@ -116,6 +116,9 @@ class FineTuningJobRow(Base):
     lease_until: Mapped[int | None] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(256))
+    executor_handle: Mapped[str | None] = mapped_column(String(256))
+    # SHA-256 of the per-job token the trainer reports with (it can write this job's events only).
+    token_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class FineTuningJobEventRow(Base):

@@ -14,8 +14,11 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.catalogue import Catalogue
+from api.dispatch.executor import Executor
+from api.dispatch.runs import start_run, watch_runs
 from api.dispatch.validation import validate_job
 from api.fine_tuning.repository import claim
+from api.settings import Settings
 from storage import BlobStore
 
 log = structlog.get_logger()
@@ -28,27 +31,36 @@ class Dispatcher:
         sessions: async_sessionmaker[AsyncSession],
         store: BlobStore,
         catalogue: Catalogue,
-        interval: float,
+        settings: Settings,
+        executor: Executor,
     ) -> None:
         self.sessions = sessions
         self.store = store
         self.catalogue = catalogue
-        self.interval = interval
+        self.settings = settings
+        self.executor = executor
+        self.interval = settings.dispatch_interval_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
     async def step(self) -> bool:
         """Do one unit of work; returns whether there was any."""
         async with self.sessions() as session:
-            job = await claim(
-                session, "validating_files", self.worker_id, VALIDATION_LEASE_SECONDS, int(time.time())
-            )
+            now = int(time.time())
+            active = await watch_runs(session, self.settings, self.executor, self.worker_id)
+            job = await claim(session, "validating_files", self.worker_id, VALIDATION_LEASE_SECONDS, now)
+            if job is not None:
+                try:
+                    await validate_job(session, self.store, self.catalogue, job)
+                except Exception:
+                    # The lease runs out and another attempt is made; the log says why this one failed.
+                    log.exception("job.validation_error", job_id=job.id)
+                return True
+            if active >= self.settings.max_concurrent_jobs:
+                return False  # queued jobs wait for a free slot
+            job = await claim(session, "queued", self.worker_id, VALIDATION_LEASE_SECONDS, now)
             if job is None:
                 return False
-            try:
-                await validate_job(session, self.store, self.catalogue, job)
-            except Exception:
-                # The lease runs out and another attempt is made; the log says why this one failed.
-                log.exception("job.validation_error", job_id=job.id)
+            await start_run(session, self.settings, self.catalogue, self.executor, job, self.worker_id)
             return True
 
     async def run(self) -> None:

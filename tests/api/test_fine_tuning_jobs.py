@@ -52,8 +52,8 @@ def test_create_echoes_auto_then_validation_resolves(client: openai.OpenAI) -> N
     assert isinstance(queued.hyperparameters.batch_size, int)  # type: ignore[attr-defined]
     assert isinstance(queued.hyperparameters.learning_rate_multiplier, float)  # type: ignore[attr-defined]
 
-    events = list(client.fine_tuning.jobs.list_events(job.id, limit=2))
-    assert all(e.id.startswith("ftevent-") for e in events)
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=2))  # pages of 2
+    assert all(e.id.startswith("ftevent-") for e in events) and len({e.id for e in events}) == len(events)
     assert [e.message for e in reversed(events)] == [
         f"Created fine-tuning job: {job.id}",
         f"Validating training file: {fid}",

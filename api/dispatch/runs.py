@@ -1,0 +1,148 @@
+"""Queued → running → (trainer reports) succeeded, or failed/cancelled: starting and watching runs."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.catalogue import Catalogue
+from api.db.tables import FileRow, FineTuningJobRow
+from api.dispatch.executor import Executor
+from api.fine_tuning.repository import add_event, transition
+from api.ids import hash_api_key
+from api.settings import Settings
+from trainer.spec import BaseModelRef, Hyperparameters, JobSpec
+
+log = structlog.get_logger()
+RUN_LEASE_SECONDS = 60
+
+
+async def build_spec(
+    session: AsyncSession, settings: Settings, catalogue: Catalogue, job: FineTuningJobRow
+) -> JobSpec:
+    entry = catalogue.get(job.model)
+    if entry is None:
+        raise LookupError(f"model {job.model} left the catalogue")
+    hp = job.resolved_hyperparameters or {}
+    train = await session.get(FileRow, job.training_file)
+    valid = await session.get(FileRow, job.validation_file) if job.validation_file else None
+    if train is None:
+        raise LookupError("the training file was deleted")
+    return JobSpec(
+        job_id=job.id,
+        base_model=BaseModelRef(id=entry.id, source=entry.source, max_length=entry.max_length),
+        method=job.method,  # type: ignore[arg-type]
+        mode=entry.mode,
+        hyperparameters=Hyperparameters(
+            n_epochs=int(hp["n_epochs"]),  # type: ignore[call-overload]
+            batch_size=int(hp["batch_size"]),  # type: ignore[call-overload]
+            learning_rate=entry.base_learning_rate * float(hp["learning_rate_multiplier"]),  # type: ignore[arg-type]
+            beta=float(hp["beta"]) if "beta" in hp else None,  # type: ignore[arg-type]
+        ),
+        lora=entry.lora,
+        seed=job.seed,
+        storage=settings.store_config,
+        training_file_key=train.storage_key,
+        validation_file_key=valid.storage_key if valid else None,
+        output_prefix=f"jobs/{job.project_id}/{job.id}/",
+        cache_dir=str((settings.data_dir / "models").resolve()),
+        logging_steps=10,
+        report_url=settings.resolved_internal_url,
+    )
+
+
+async def start_run(
+    session: AsyncSession,
+    settings: Settings,
+    catalogue: Catalogue,
+    executor: Executor,
+    job: FineTuningJobRow,
+    worker: str,
+) -> None:
+    """`job` is claimed (queued, leased to us): start its trainer and mark it running."""
+    token = secrets.token_urlsafe(32)
+    try:
+        spec = await build_spec(session, settings, catalogue, job)
+    except LookupError as exc:
+        await fail(session, job.id, {"queued"}, "job_setup_failed", f"The job could not start: {exc}.")
+        return
+    handle = executor.start(spec, {"FTAPI_JOB_TOKEN": token})
+    moved = await transition(
+        session,
+        job.id,
+        {"queued"},
+        status="running",
+        executor_handle=handle,
+        token_hash=hash_api_key(token),
+        claimed_by=worker,
+        lease_until=int(time.time()) + RUN_LEASE_SECONDS,
+        attempts=job.attempts + 1,
+    )
+    await session.commit()
+    if not moved:  # cancelled between the claim and the start
+        executor.cancel(handle, settings.cancel_grace_seconds)
+    log.info("job.started", job_id=job.id, handle=handle, started=moved)
+
+
+async def fail(session: AsyncSession, job_id: str, allowed: set[str], code: str, message: str) -> None:
+    moved = await transition(
+        session,
+        job_id,
+        allowed,
+        status="failed",
+        error={"code": code, "message": message, "param": None},
+        finished_at=int(time.time()),
+        executor_handle=None,
+        claimed_by=None,
+        lease_until=None,
+    )
+    if moved:
+        add_event(session, job_id, message, level="error")
+    await session.commit()
+
+
+async def watch_runs(session: AsyncSession, settings: Settings, executor: Executor, worker: str) -> int:
+    """Renew leases of our live runs, stop runs whose job was cancelled or paused, settle exits.
+
+    Returns how many runs are still active for this worker.
+    """
+    jobs = (
+        await session.scalars(
+            select(FineTuningJobRow).where(
+                FineTuningJobRow.claimed_by == worker, FineTuningJobRow.executor_handle.is_not(None)
+            )
+        )
+    ).all()
+    active = 0
+    now = int(time.time())
+    for job in jobs:
+        handle = job.executor_handle
+        assert handle is not None
+        status = executor.poll(handle)
+        if job.status in ("cancelled", "paused") and status.state == "running":
+            executor.cancel(handle, settings.cancel_grace_seconds)
+            active += 1
+            continue
+        if status.state == "running":
+            await transition(session, job.id, {"running"}, lease_until=now + RUN_LEASE_SECONDS)
+            active += 1
+            continue
+        # The run is over (or unknown to us). Success was reported by the trainer itself.
+        if job.status == "running":
+            detail = f"exit code {status.exit_code}" if status.exit_code is not None else status.detail
+            await fail(
+                session,
+                job.id,
+                {"running"},
+                "training_failed",
+                f"The trainer stopped before the job completed ({detail}). See the worker's trainer log.",
+            )
+        await transition(
+            session, job.id, {job.status}, executor_handle=None, claimed_by=None, lease_until=None
+        )
+    await session.commit()
+    return active
