@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -76,6 +77,23 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+@app.command()
+def worker(
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (FTAPI_DATA_DIR).")] = None,
+) -> None:
+    """Run the job dispatcher alone (set FTAPI_INTERNAL_URL to an API replica trainers can reach)."""
+    from api.db.migrate import upgrade
+    from api.dispatch.worker import run_worker
+    from api.logging import configure_logging
+
+    settings = _settings(data_dir=data_dir)
+    configure_logging(settings.log_format, settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker(settings))
 
 
 @keys_app.command("create")

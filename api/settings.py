@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         default=1, ge=0, description="Trainers this process runs at once; 0 for an API-only replica."
     )
     cancel_grace_seconds: float = 10.0
+    run_lease_seconds: int = Field(default=60, ge=2, description="A worker silent this long loses its runs.")
+    max_job_attempts: int = Field(default=3, ge=1, description="Starts of a job before it fails for good.")
     internal_url: str | None = Field(
         default=None, description="How trainers reach this API; default from host/port."
     )

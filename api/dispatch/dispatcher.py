@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.catalogue import Catalogue
 from api.dispatch.executor import Executor
-from api.dispatch.runs import start_run, watch_runs
+from api.dispatch.runs import recover_orphans, start_run, watch_runs
 from api.dispatch.validation import validate_job
 from api.fine_tuning.repository import claim
 from api.settings import Settings
@@ -47,6 +47,7 @@ class Dispatcher:
         async with self.sessions() as session:
             now = int(time.time())
             active = await watch_runs(session, self.settings, self.executor, self.worker_id)
+            await recover_orphans(session, self.settings, now)
             job = await claim(session, "validating_files", self.worker_id, VALIDATION_LEASE_SECONDS, now)
             if job is not None:
                 try:

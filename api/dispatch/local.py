@@ -13,6 +13,17 @@ from api.dispatch.executor import RunStatus
 from trainer.spec import JobSpec
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the trainer when the worker that started it dies, even by SIGKILL, so an
+    orphan never trains on beside the attempt that replaces it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class LocalExecutor:
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
@@ -30,6 +41,7 @@ class LocalExecutor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: signals reach its children too
+                preexec_fn=_die_with_parent,
             )
         handle = f"local:{proc.pid}"
         self._runs[handle] = proc

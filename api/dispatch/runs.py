@@ -18,7 +18,6 @@ from api.settings import Settings
 from trainer.spec import BaseModelRef, Hyperparameters, JobSpec
 
 log = structlog.get_logger()
-RUN_LEASE_SECONDS = 60
 
 
 async def build_spec(
@@ -79,7 +78,7 @@ async def start_run(
         executor_handle=handle,
         token_hash=hash_api_key(token),
         claimed_by=worker,
-        lease_until=int(time.time()) + RUN_LEASE_SECONDS,
+        lease_until=int(time.time()) + settings.run_lease_seconds,
         attempts=job.attempts + 1,
     )
     await session.commit()
@@ -128,7 +127,7 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
             active += 1
             continue
         if status.state == "running":
-            await transition(session, job.id, {"running"}, lease_until=now + RUN_LEASE_SECONDS)
+            await transition(session, job.id, {"running"}, lease_until=now + settings.run_lease_seconds)
             active += 1
             continue
         # The run is over (or unknown to us). Success was reported by the trainer itself.
@@ -146,3 +145,43 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
         )
     await session.commit()
     return active
+
+
+async def recover_orphans(session: AsyncSession, settings: Settings, now: int) -> int:
+    """Running jobs whose lease ran out lost their worker (it died or was restarted): queue them
+    again, or fail them once they have used up their attempts. Returns how many were moved."""
+    orphans = (
+        await session.scalars(
+            select(FineTuningJobRow).where(
+                FineTuningJobRow.status == "running", FineTuningJobRow.lease_until < now
+            )
+        )
+    ).all()
+    moved = 0
+    for job in orphans:
+        if job.attempts >= settings.max_job_attempts:
+            message = f"The job failed after {job.attempts} attempts: its trainer stopped each time."
+            await fail(session, job.id, {"running"}, "training_failed", message)
+            moved += 1
+            continue
+        requeued = await transition(
+            session,
+            job.id,
+            {"running"},
+            status="queued",
+            executor_handle=None,
+            claimed_by=None,
+            lease_until=None,
+            token_hash=None,
+        )
+        if requeued:
+            add_event(
+                session,
+                job.id,
+                f"The job's worker stopped; the job is queued again (attempt {job.attempts + 1} of "
+                f"{settings.max_job_attempts})",
+                level="warn",
+            )
+            moved += 1
+    await session.commit()
+    return moved

@@ -18,6 +18,7 @@ from tests.support.moto_server import free_port, stop
 
 @dataclass
 class RunningServer:
+    pid: int
     url: str
     data_dir: Path
     env: dict[str, str]
@@ -53,7 +54,7 @@ def run_server(
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    server = RunningServer(url=url, data_dir=data_dir, env=env, log_path=log_path)
+    server = RunningServer(pid=proc.pid, url=url, data_dir=data_dir, env=env, log_path=log_path)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:

@@ -1,0 +1,28 @@
+"""`ftapi worker`: the dispatcher alone (validation and trainers), beside API replicas sharing the
+database and storage."""
+
+from __future__ import annotations
+
+from api.catalogue import Catalogue
+from api.db.session import create_engine, session_factory
+from api.dispatch.dispatcher import Dispatcher
+from api.dispatch.local import LocalExecutor
+from api.settings import Settings
+from storage.factory import build_store
+
+
+async def run_worker(settings: Settings) -> None:
+    engine = create_engine(settings.resolved_database_url)
+    store = build_store(settings.store_config)
+    try:
+        dispatcher = Dispatcher(
+            session_factory(engine),
+            store,
+            Catalogue.load(settings.models_file),
+            settings,
+            LocalExecutor(settings.data_dir.resolve() / "runs"),
+        )
+        await dispatcher.run()
+    finally:
+        await store.close()
+        await engine.dispose()

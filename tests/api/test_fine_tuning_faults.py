@@ -1,0 +1,86 @@
+"""Faults lose nothing: a killed server's job is queued again and completes; a separate worker runs jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY
+from tests.support.moto_server import stop
+from tests.support.sentiment import sentiment_sets, to_jsonl
+from tests.support.server import run_server
+
+pytestmark = pytest.mark.slow
+SFT = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}}
+
+
+def wait(client: openai.OpenAI, job_id: str, statuses: set[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while (status := client.fine_tuning.jobs.retrieve(job_id).status) not in statuses:
+        if time.monotonic() > deadline:
+            return status
+        time.sleep(0.3)
+    return status
+
+
+def test_job_survives_a_killed_server(tmp_path: Path) -> None:
+    env = {
+        "FTAPI_API_KEY": ADMIN_KEY,
+        "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
+        "FTAPI_RUN_LEASE_SECONDS": "3",
+    }
+    data = tmp_path / "data"
+    with run_server(data, env) as first:
+        client = openai.OpenAI(base_url=first.base_url, api_key=ADMIN_KEY)
+        fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
+        job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=fid, method=SFT)  # type: ignore[arg-type]
+        assert wait(client, job.id, {"running"}, 60) == "running"
+        deadline = time.monotonic() + 120
+        while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=3)):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        os.kill(first.pid, signal.SIGKILL)  # no shutdown at all: its trainer dies with it
+        time.sleep(1)
+    with run_server(data, env) as second:
+        client = openai.OpenAI(base_url=second.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
+        assert wait(client, job.id, {"succeeded", "failed"}, 300) == "succeeded"
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+        assert any("queued again (attempt 2 of 3)" in m for m in messages)
+        assert sum(m.startswith("New fine-tuned model created") for m in messages) == 1
+
+
+def test_a_separate_worker_runs_the_jobs(tmp_path: Path) -> None:
+    env = {
+        "FTAPI_API_KEY": ADMIN_KEY,
+        "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
+        "FTAPI_MAX_CONCURRENT_JOBS": "0",
+    }
+    data = tmp_path / "data"
+    with run_server(data, env) as api:
+        client = openai.OpenAI(base_url=api.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
+        fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
+        job = client.fine_tuning.jobs.create(
+            model="tiny-chat",
+            training_file=fid,
+            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+        )
+        assert wait(client, job.id, {"queued"}, 30) == "queued"
+        time.sleep(1.5)
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "queued"  # the API replica runs nothing
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "worker"],
+            env={**os.environ, **api.env, "FTAPI_MAX_CONCURRENT_JOBS": "1", "FTAPI_INTERNAL_URL": api.url},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert wait(client, job.id, {"succeeded", "failed"}, 240) == "succeeded"
+        finally:
+            stop(worker)
