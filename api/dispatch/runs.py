@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.catalogue import Catalogue
 from api.db.tables import FileRow, FineTuningJobRow
 from api.dispatch.executor import Executor
-from api.fine_tuning.repository import add_event, transition
+from api.fine_tuning.repository import add_event, fail_job, transition
 from api.ids import hash_api_key
 from api.settings import Settings
 from trainer.spec import BaseModelRef, Hyperparameters, JobSpec
@@ -67,7 +67,7 @@ async def start_run(
     try:
         spec = await build_spec(session, settings, catalogue, job)
     except LookupError as exc:
-        await fail(session, job.id, {"queued"}, "job_setup_failed", f"The job could not start: {exc}.")
+        await fail_job(session, job.id, {"queued"}, "job_setup_failed", f"The job could not start: {exc}.")
         return
     handle = executor.start(spec, {"FTAPI_JOB_TOKEN": token})
     moved = await transition(
@@ -85,23 +85,6 @@ async def start_run(
     if not moved:  # cancelled between the claim and the start
         executor.cancel(handle, settings.cancel_grace_seconds)
     log.info("job.started", job_id=job.id, handle=handle, started=moved)
-
-
-async def fail(session: AsyncSession, job_id: str, allowed: set[str], code: str, message: str) -> None:
-    moved = await transition(
-        session,
-        job_id,
-        allowed,
-        status="failed",
-        error={"code": code, "message": message, "param": None},
-        finished_at=int(time.time()),
-        executor_handle=None,
-        claimed_by=None,
-        lease_until=None,
-    )
-    if moved:
-        add_event(session, job_id, message, level="error")
-    await session.commit()
 
 
 async def watch_runs(session: AsyncSession, settings: Settings, executor: Executor, worker: str) -> int:
@@ -133,7 +116,7 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
         # The run is over (or unknown to us). Success was reported by the trainer itself.
         if job.status == "running":
             detail = f"exit code {status.exit_code}" if status.exit_code is not None else status.detail
-            await fail(
+            await fail_job(
                 session,
                 job.id,
                 {"running"},
@@ -161,7 +144,7 @@ async def recover_orphans(session: AsyncSession, settings: Settings, now: int) -
     for job in orphans:
         if job.attempts >= settings.max_job_attempts:
             message = f"The job failed after {job.attempts} attempts: its trainer stopped each time."
-            await fail(session, job.id, {"running"}, "training_failed", message)
+            await fail_job(session, job.id, {"running"}, "training_failed", message)
             moved += 1
             continue
         requeued = await transition(

@@ -5,7 +5,6 @@ Run by the dispatcher (any process may die mid-way: the lease expires and anothe
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import structlog
@@ -15,7 +14,7 @@ from api.catalogue import Catalogue
 from api.db.tables import FileRow, FineTuningJobRow
 from api.fine_tuning import lifecycle
 from api.fine_tuning.hyperparameters import resolve
-from api.fine_tuning.repository import add_event, transition
+from api.fine_tuning.repository import add_event, fail_job, transition
 from storage import BlobStore
 from trainer.data.validate import StreamingValidator, ValidationReport
 
@@ -68,19 +67,7 @@ async def validate_job(
         if param == "training_file":
             n_examples = report.stats.n_examples
     if error is not None:
-        moved = await transition(
-            session,
-            job.id,
-            {"validating_files"},
-            status="failed",
-            error=error,
-            finished_at=int(time.time()),
-            claimed_by=None,
-            lease_until=None,
-        )
-        if moved:
-            add_event(session, job.id, error["message"], level="error")
-        await session.commit()
+        await fail_job(session, job.id, {"validating_files"}, error["code"], error["message"], error["param"])
         log.info("job.validation_failed", job_id=job.id, code=error["code"])
         return
     assert entry is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,3 +121,23 @@ async def claim(
             return await session.get(FineTuningJobRow, job_id)
     await session.commit()
     return None
+
+
+async def fail_job(
+    session: AsyncSession, job_id: str, allowed: set[str], code: str, message: str, param: str | None = None
+) -> None:
+    """Move a job to `failed` with OpenAI's error object and the matching error event; commits."""
+    moved = await transition(
+        session,
+        job_id,
+        allowed,
+        status="failed",
+        error={"code": code, "message": message, "param": param},
+        finished_at=int(time.time()),
+        executor_handle=None,
+        claimed_by=None,
+        lease_until=None,
+    )
+    if moved:
+        add_event(session, job_id, message, level="error")
+    await session.commit()
