@@ -84,3 +84,57 @@ def test_a_separate_worker_runs_the_jobs(tmp_path: Path) -> None:
             assert wait(client, job.id, {"succeeded", "failed"}, 240) == "succeeded"
         finally:
             stop(worker)
+
+
+@pytest.mark.postgres
+def test_two_workers_on_postgres_never_run_a_job_twice(tmp_path: Path) -> None:
+    from tests.support.postgres import temporary_database
+
+    with temporary_database() as url:
+        env = {
+            "FTAPI_API_KEY": ADMIN_KEY,
+            "FTAPI_DATABASE_URL": url,
+            "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.1",
+            "FTAPI_MAX_CONCURRENT_JOBS": "0",
+        }
+        with run_server(tmp_path / "api", env) as api:
+            client = openai.OpenAI(base_url=api.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
+            fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
+            method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}}
+            jobs = [
+                client.fine_tuning.jobs.create(model="tiny-chat", training_file=fid, method=method)
+                for _ in range(4)
+            ]  # type: ignore[arg-type]
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "api.cli", "worker", "--data-dir", str(tmp_path / f"worker{i}")],
+                    env={
+                        **os.environ,
+                        **api.env,
+                        "FTAPI_MAX_CONCURRENT_JOBS": "1",
+                        "FTAPI_INTERNAL_URL": api.url,
+                        # Workers share the API's storage (at scale: S3); their run dirs stay their own.
+                        "FTAPI_LOCAL_STORAGE_ROOT": str(api.data_dir / "blobs"),
+                    },
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for i in range(2)
+            ]
+            try:
+                for job in jobs:
+                    status = wait(client, job.id, {"succeeded", "failed"}, 300)
+                    assert status == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
+            finally:
+                for w in workers:
+                    stop(w)
+            for job in jobs:
+                messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+                assert messages.count("Fine-tuning job started") == 1
+                assert messages.count("Files validated, moving job to queued state") == 1
+                assert sum(m.startswith("New fine-tuned model created") for m in messages) == 1
+            # Both workers took part: each has run directories of its own.
+            ran = [
+                sorted(p.name for p in (tmp_path / f"worker{i}" / "runs").glob("ftjob-*")) for i in range(2)
+            ]
+            assert all(ran) and not set(ran[0]) & set(ran[1]), ran
