@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(
         default=1, ge=0, description="Trainers this process runs at once; 0 for an API-only replica."
     )
-    cancel_grace_seconds: float = 10.0
+    cancel_grace_seconds: float = Field(
+        default=30.0, description="Time a stopped trainer (cancel, pause) gets to save a checkpoint and exit."
+    )
     run_lease_seconds: int = Field(default=60, ge=2, description="A worker silent this long loses its runs.")
     max_job_attempts: int = Field(default=3, ge=1, description="Starts of a job before it fails for good.")
     internal_url: str | None = Field(

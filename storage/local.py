@@ -36,8 +36,14 @@ class LocalBlobStore:
     def _commit(self, tmp: Path, fd: int, dest: Path) -> None:
         os.fsync(fd)
         os.close(fd)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
+        for attempt in range(3):  # a delete may prune the new directory before the rename lands
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(tmp, dest)
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
 
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
         dest = self._path(key)
@@ -94,7 +100,18 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
-        await asyncio.to_thread(path.unlink, True)
+        await asyncio.to_thread(self._unlink_and_prune, path)
+
+    def _unlink_and_prune(self, path: Path) -> None:
+        """Remove the file and the directories it leaves empty: keys are flat names, as in S3."""
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        while parent != self.root and parent.is_relative_to(self.root):
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or already gone, or raced by a writer): stop here
+                break
+            parent = parent.parent
 
     async def delete_prefix(self, prefix: str) -> int:
         check_prefix(prefix)

@@ -7,6 +7,7 @@ Each test gets a fresh project and key, so tests never see each other's objects.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -89,12 +90,28 @@ def server(
         yield srv
 
 
+TRAINING_CATALOGUE = [
+    {"id": "tiny-chat", "source": "builtin:tiny-chat", "max_length": 512, "base_learning_rate": 5e-3},
+    {
+        "id": "tiny-chat-full",
+        "source": "builtin:tiny-chat",
+        "mode": "full",
+        "max_length": 512,
+        "base_learning_rate": 1e-3,
+    },
+]
+
+
 @pytest.fixture(scope="session", params=["local-sqlite", "s3-postgres"])
 def training_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    """A server that also runs trainers (one at a time), on two backend combinations."""
-    extra = {"FTAPI_MAX_CONCURRENT_JOBS": "1"}
+    """A server that also runs trainers (one at a time), on two backend combinations.
+
+    Its catalogue offers tiny-chat for LoRA and, as `tiny-chat-full`, for full fine-tuning."""
+    models = tmp_path_factory.mktemp("catalogue") / "models.json"
+    models.write_text(json.dumps(TRAINING_CATALOGUE))
+    extra = {"FTAPI_MAX_CONCURRENT_JOBS": "1", "FTAPI_MODELS_FILE": str(models)}
     with combo_server(request, tmp_path_factory, request.param, extra, label="train-" + request.param) as srv:
         yield srv
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from trainer.reporter import HttpReporter, JsonlReporter, Reporter
 from trainer.spec import JobSpec
+from trainer.stop import STOPPED_EXIT_CODE, Stopped, StopRequest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +25,15 @@ def main(argv: list[str] | None = None) -> int:
         reporter = HttpReporter(spec.report_url, spec.job_id)
     else:
         reporter = JsonlReporter(args.events or args.spec.with_suffix(".events.jsonl"))
+    stop = StopRequest()
+    stop.install()  # before the heavy imports: a cancel during start-up exits at once
     from trainer.run import run
 
-    summary = run(spec, reporter)
+    try:
+        summary = run(spec, reporter, stop)
+    except Stopped as exc:
+        print(f"trainer: {exc}", file=sys.stderr)
+        return STOPPED_EXIT_CODE
     json.dump(summary, sys.stdout)
     sys.stdout.write("\n")
     return 0

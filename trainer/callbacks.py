@@ -1,35 +1,126 @@
-"""TrainerCallback that turns the Trainer's logs into OpenAI-shaped metrics events."""
+"""The TrainerCallback that reports a run as OpenAI does: a metrics event per logging step (with a
+validation batch), full validation at epoch ends, a checkpoint per save, and a prompt stop on SIGTERM."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from trainer.evaluate import Encoded, token_metrics
 from trainer.reporter import Reporter
+from trainer.stop import StopRequest
+
+CheckpointHandler = Callable[[int, Path, dict[str, Any]], None]
 
 
-class MetricsCallback(TrainerCallback):  # type: ignore[misc]
-    def __init__(self, reporter: Reporter) -> None:
+class Validation:
+    """The encoded validation set: a rotating batch per logging step, all of it at epoch ends."""
+
+    def __init__(self, tokenizer: Any, encoded: list[Encoded], batch_size: int) -> None:
+        self.tokenizer = tokenizer
+        self.encoded = encoded
+        self.batch_size = batch_size
+        self._next = 0
+
+    def batch_metrics(self, model: Any) -> dict[str, float]:
+        n = min(self.batch_size, len(self.encoded))
+        batch = [self.encoded[(self._next + i) % len(self.encoded)] for i in range(n)]
+        self._next = (self._next + n) % len(self.encoded)
+        m = token_metrics(model, self.tokenizer, batch, self.batch_size)
+        return {"valid_loss": m.loss, "valid_mean_token_accuracy": m.mean_token_accuracy}
+
+    def full_metrics(self, model: Any) -> dict[str, float]:
+        m = token_metrics(model, self.tokenizer, self.encoded, self.batch_size)
+        return {"full_valid_loss": m.loss, "full_valid_mean_token_accuracy": m.mean_token_accuracy}
+
+
+def _message(row: dict[str, Any]) -> str:
+    text = f"Step {row['step']}/{row['total_steps']}: "
+    parts = []
+    if "train_loss" in row:
+        parts.append(f"training loss={row['train_loss']:.2f}")
+    if "valid_loss" in row:
+        parts.append(f"validation loss={row['valid_loss']:.2f}")
+    if "full_valid_loss" in row:
+        parts.append(f"full validation loss={row['full_valid_loss']:.2f}")
+    return text + ", ".join(parts)
+
+
+class ProgressCallback(TrainerCallback):  # type: ignore[misc]
+    def __init__(
+        self,
+        reporter: Reporter,
+        stop: StopRequest,
+        on_checkpoint: CheckpointHandler,
+        validation: Validation | None = None,
+    ) -> None:
         self.reporter = reporter
-        self.rows: list[dict[str, Any]] = []
-        self.tokens_seen = 0
+        self.stop = stop
+        self.on_checkpoint = on_checkpoint
+        self.validation = validation
+        self.last_metrics: dict[str, Any] = {}
+        self._pending: dict[str, Any] | None = None  # an epoch-end row waits for its full validation
+
+    def _emit(self, row: dict[str, Any]) -> None:
+        self.last_metrics = row
+        self.reporter.emit("metrics", _message(row), row)
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            row, self._pending = self._pending, None
+            self._emit(row)
+
+    @staticmethod
+    def _epoch_end(args: Any, state: Any) -> bool:
+        per_epoch = max(1, state.max_steps // max(1, int(args.num_train_epochs)))
+        return state.global_step % per_epoch == 0 or state.global_step == state.max_steps
 
     def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
     ) -> None:
         if not logs or "loss" not in logs:
             return
-        self.tokens_seen = int(logs.get("num_tokens", self.tokens_seen))
-        row = {
+        self._flush()
+        row: dict[str, Any] = {
             "step": state.global_step,
             "total_steps": state.max_steps,
             "train_loss": float(logs["loss"]),
-            "train_mean_token_accuracy": float(
-                logs.get("mean_token_accuracy", logs.get("rewards/accuracies", 0.0))
-            ),
+            "train_mean_token_accuracy": float(logs.get("mean_token_accuracy", 0.0)),
         }
-        self.rows.append({**row, "train_accuracy": row["train_mean_token_accuracy"]})
-        self.reporter.emit(
-            "metrics", f"Step {row['step']}/{row['total_steps']}: training loss={row['train_loss']:.2f}", row
-        )
+        if "rewards/accuracies" in logs:  # DPO: how often the preferred answer out-scores the other
+            row["train_reward_accuracy"] = float(logs["rewards/accuracies"])
+        if self.validation is not None and kw.get("model") is not None:
+            row.update(self.validation.batch_metrics(kw["model"]))
+        if self.validation is not None and self._epoch_end(args, state):
+            self._pending = row
+        else:
+            self._emit(row)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.validation is None or kw.get("model") is None:
+            return
+        full = self.validation.full_metrics(kw["model"])
+        if self._pending is not None and self._pending["step"] == state.global_step:
+            self._pending.update(full)
+        else:
+            self._flush()
+            self._pending = {"step": state.global_step, "total_steps": state.max_steps, **full}
+        self._flush()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.stop.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._flush()
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        metrics = dict(self.last_metrics)
+        metrics["step"] = state.global_step
+        self.on_checkpoint(state.global_step, folder, metrics)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._flush()

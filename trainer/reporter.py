@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,9 +17,17 @@ class Reporter(Protocol):
         """Record one event: kind is "message" or "metrics"."""
         ...
 
+    def checkpoint(self, step: int, storage_prefix: str, metrics: dict[str, Any]) -> None:
+        """A checkpoint of `step` is in storage under `storage_prefix`: the job can resume from it."""
+        ...
+
     def complete(self, summary: dict[str, Any]) -> None:
         """The run succeeded and its outputs are in storage."""
         ...
+
+
+class ReportRejected(Exception):
+    """The API refused a report (the job was cancelled, say): retrying cannot help, the run stops."""
 
 
 class JsonlReporter:
@@ -31,6 +40,10 @@ class JsonlReporter:
 
     def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
         self._write({"type": kind, "level": level, "message": message, "data": data})
+
+    def checkpoint(self, step: int, storage_prefix: str, metrics: dict[str, Any]) -> None:
+        data = {"step": step, "storage_prefix": storage_prefix, "metrics": metrics}
+        self._write({"type": "checkpoint", "level": "info", "message": f"checkpoint {step}", "data": data})
 
     def complete(self, summary: dict[str, Any]) -> None:
         self._write({"type": "complete", "level": "info", "message": "completed", "data": summary})
@@ -54,6 +67,12 @@ class HttpReporter:
             try:
                 with urllib.request.urlopen(request, timeout=30):
                     return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    raise ReportRejected(f"{exc.code}: {exc.read()[:500]!r}") from exc
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 * 2**attempt)
             except OSError:
                 if attempt == 4:
                     raise
@@ -61,6 +80,9 @@ class HttpReporter:
 
     def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
         self._post("/events", {"type": kind, "level": level, "message": message, "data": data})
+
+    def checkpoint(self, step: int, storage_prefix: str, metrics: dict[str, Any]) -> None:
+        self._post("/checkpoints", {"step": step, "storage_prefix": storage_prefix, "metrics": metrics})
 
     def complete(self, summary: dict[str, Any]) -> None:
         self._post("/complete", summary)

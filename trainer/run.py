@@ -6,16 +6,16 @@ Heavy imports (torch, transformers, trl, peft, datasets) live here and in traine
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from storage import BlobStore
 from storage.factory import build_store
 from trainer.reporter import Reporter
 from trainer.spec import JobSpec
+from trainer.stop import Stopped, StopRequest
 from trainer.tiny import TINY_CHAT, build_tiny_chat
 
 # Files a saved adapter or model may contain; anything else (pickles, code) is never uploaded.
@@ -28,22 +28,29 @@ def resolve_base_model(source: str, cache_dir: Path) -> str:
     return source  # a local directory or a hub id (hub downloads only where the network allows)
 
 
+async def _save_blob(store: BlobStore, key: str, dest: Path) -> None:
+    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+    f = await asyncio.to_thread(dest.open, "wb")
+    with f:
+        async for chunk in store.open_stream(key):
+            await asyncio.to_thread(f.write, chunk)
+
+
 async def _download(spec: JobSpec, key: str, dest: Path) -> None:
     store = build_store(spec.storage)
     try:
-        f = await asyncio.to_thread(dest.open, "wb")
-        with f:
-            async for chunk in store.open_stream(key):
-                await asyncio.to_thread(f.write, chunk)
+        await _save_blob(store, key, dest)
     finally:
         await store.close()
 
 
-async def _upload_dir(spec: JobSpec, local: Path, prefix: str) -> list[str]:
+async def _upload_dir(spec: JobSpec, local: Path, prefix: str, everything: bool = False) -> list[str]:
+    """Upload a saved model (safetensors and configs only) or, with `everything`, a checkpoint,
+    whose optimizer and RNG state only our own trainer ever reads back."""
     store = build_store(spec.storage)
     keys = []
     try:
-        for path in await asyncio.to_thread(_output_files, local):
+        for path in await asyncio.to_thread(_output_files, local, everything):
             key = prefix + path.relative_to(local).as_posix()
             await store.put_bytes(key, await asyncio.to_thread(path.read_bytes))
             keys.append(key)
@@ -52,8 +59,19 @@ async def _upload_dir(spec: JobSpec, local: Path, prefix: str) -> list[str]:
     return keys
 
 
-def _output_files(local: Path) -> list[Path]:
-    return sorted(p for p in local.rglob("*") if p.is_file() and p.name.endswith(_ALLOWED_OUTPUTS))
+def _output_files(local: Path, everything: bool) -> list[Path]:
+    return sorted(
+        p for p in local.rglob("*") if p.is_file() and (everything or p.name.endswith(_ALLOWED_OUTPUTS))
+    )
+
+
+async def _download_prefix(spec: JobSpec, prefix: str, dest: Path) -> None:
+    store = build_store(spec.storage)
+    try:
+        for key in await store.list_keys(prefix):
+            await _save_blob(store, key, dest / key[len(prefix) :])
+    finally:
+        await store.close()
 
 
 async def _upload_bytes(spec: JobSpec, key: str, data: bytes) -> None:
@@ -79,23 +97,68 @@ def _preference_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def run(spec: JobSpec, reporter: Reporter) -> dict[str, Any]:
+def _token_count(dataset: Any) -> int:
+    """Tokens in one pass over the processed dataset (every *input_ids column: DPO has three)."""
+    return sum(sum(len(ids) for ids in dataset[c]) for c in dataset.column_names if c.endswith("input_ids"))
+
+
+def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from trainer.callbacks import MetricsCallback
+    from trainer.callbacks import ProgressCallback, Validation
+    from trainer.evaluate import conversations, encode, evaluate, overlap
 
+    stop = stop or StopRequest()
     set_seed(spec.seed)
     work = Path(tempfile.mkdtemp(prefix=f"ftapi-{spec.job_id}-"))
-    train_path = work / "train.jsonl"
-    asyncio.run(_download(spec, spec.training_file_key, train_path))
-    rows = _read_jsonl(train_path)
+    asyncio.run(_download(spec, spec.training_file_key, work / "train.jsonl"))
+    rows = _read_jsonl(work / "train.jsonl")
+    valid_rows: list[dict[str, Any]] = []
+    if spec.validation_file_key:
+        asyncio.run(_download(spec, spec.validation_file_key, work / "valid.jsonl"))
+        valid_rows = _read_jsonl(work / "valid.jsonl")
     model_dir = resolve_base_model(spec.base_model.source, Path(spec.cache_dir).expanduser())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     hp = spec.hyperparameters
+    max_length = spec.base_model.max_length
+
+    resume_path = None
+    if spec.resume_from is not None:
+        resume_path = work / "checkpoints" / f"checkpoint-{spec.resume_from.step}"
+        asyncio.run(_download_prefix(spec, spec.resume_from.storage_prefix, resume_path))
+        reporter.emit(
+            "message", f"Fine-tuning job resumed from the checkpoint at step {spec.resume_from.step}"
+        )
+    else:
+        reporter.emit("message", "Fine-tuning job started")
+
+    validation = None
+    base_eval = None
+    valid_convs = conversations(valid_rows, spec.method)
+    if valid_rows:
+        shared = overlap(conversations(rows, spec.method), valid_convs)
+        if shared and spec.resume_from is None:
+            reporter.emit(
+                "message",
+                f"{shared} of {len(valid_rows)} validation examples also appear in the training file: "
+                "validation metrics will overstate how well the model does on new data",
+                {"overlapping_examples": shared, "validation_examples": len(valid_rows)},
+                level="warn",
+            )
+        encoded = [encode(tokenizer, c, max_length) for c in valid_convs]
+        validation = Validation(tokenizer, encoded, hp.batch_size)
+        eval_convs, eval_encoded = valid_convs[: spec.eval_max_examples], encoded[: spec.eval_max_examples]
+        base_eval = evaluate(model, tokenizer, eval_convs, eval_encoded, hp.batch_size)
+
+    def save_checkpoint(step: int, folder: Path, metrics: dict[str, Any]) -> None:
+        prefix = f"{spec.output_prefix}checkpoints/step-{step}/"
+        asyncio.run(_upload_dir(spec, folder, prefix, everything=True))
+        reporter.checkpoint(step, prefix, metrics)
+
     peft_config = (
         LoraConfig(
             r=spec.lora.r,
@@ -122,54 +185,58 @@ def run(spec: JobSpec, reporter: Reporter) -> dict[str, Any]:
         "bf16": False,
         "disable_tqdm": True,
     }
-    callback = MetricsCallback(reporter)
-    reporter.emit("message", "Fine-tuning job started")
+    callback = ProgressCallback(reporter, stop, save_checkpoint, validation)
     if spec.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
         trainer: Any = DPOTrainer(
             model=model,
-            args=DPOConfig(**common, beta=hp.beta or 0.1, max_length=spec.base_model.max_length),
+            args=DPOConfig(**common, beta=hp.beta or 0.1, max_length=max_length),
             train_dataset=Dataset.from_list(_preference_rows(rows)),
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=[callback],
         )
     else:
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTConfig
 
-        trainer = SFTTrainer(
+        from trainer.sft import LengthGroupedSFTTrainer
+
+        trainer = LengthGroupedSFTTrainer(
             model=model,
-            args=SFTConfig(**common, assistant_only_loss=True, max_length=spec.base_model.max_length),
+            args=SFTConfig(**common, assistant_only_loss=True, max_length=max_length),
             train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in rows]),
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=[callback],
         )
-    result = trainer.train()
+    stop.training = True
+    result = trainer.train(resume_from_checkpoint=str(resume_path) if resume_path else None)
+    stop.training = False
+    if stop.requested:
+        raise Stopped(f"stopped at step {trainer.state.global_step} after saving a checkpoint")
+
     final = work / "final"
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
     model_keys = asyncio.run(_upload_dir(spec, final, spec.output_prefix + "model/"))
-    asyncio.run(_upload_bytes(spec, spec.output_prefix + "step_metrics.csv", _metrics_csv(callback.rows)))
-    summary = {
+    summary: dict[str, Any] = {
         "train_loss": result.training_loss,
         "steps": result.global_step,
-        # TRL's own count; it restarts at 0 on resume, which the resume slice must account for.
-        "trained_tokens": callback.tokens_seen,
+        # Counted from the data, not from TRL's running count, which restarts when a run resumes.
+        "trained_tokens": _token_count(trainer.train_dataset) * hp.n_epochs,
         "model_keys": model_keys,
     }
+    if base_eval is not None:
+        tuned = trainer.model
+        tuned_eval = evaluate(tuned, tokenizer, eval_convs, eval_encoded, hp.batch_size)
+        summary["evaluation"] = {"base": base_eval.as_dict(), "tuned": tuned_eval.as_dict()}
+        reporter.emit(
+            "message",
+            f"Evaluation on {base_eval.examples} validation examples: base model loss={base_eval.loss:.2f}, "
+            f"exact match={base_eval.exact_match:.0%}; fine-tuned model loss={tuned_eval.loss:.2f}, "
+            f"exact match={tuned_eval.exact_match:.0%}",
+            summary["evaluation"],
+        )
     reporter.complete(summary)
     return summary
-
-
-def _metrics_csv(rows: list[dict[str, Any]]) -> bytes:
-    columns = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(
-            ["" if row.get(c) is None else (round(row[c], 5) if c != "step" else row[c]) for c in columns]
-        )
-    return out.getvalue().encode()

@@ -35,6 +35,11 @@ class BaseModelRef(BaseModel):
     max_length: int = Field(default=512, ge=16)
 
 
+class CheckpointRef(BaseModel):
+    step: int = Field(ge=1)
+    storage_prefix: str  # everything the Trainer saved for this step (weights, optimizer, RNG state)
+
+
 class JobSpec(BaseModel):
     job_id: str
     base_model: BaseModelRef
@@ -50,3 +55,5 @@ class JobSpec(BaseModel):
     cache_dir: str = "~/.cache/ftapi"  # where built-in and downloaded base models are kept
     logging_steps: int = Field(default=1, ge=1)
     report_url: str | None = None  # the API; the per-job token comes in FTAPI_JOB_TOKEN
+    resume_from: CheckpointRef | None = None  # continue an earlier attempt (its step count included)
+    eval_max_examples: int = Field(default=200, ge=1)  # exact match generates: cap its cost

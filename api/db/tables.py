@@ -135,3 +135,18 @@ class FineTuningJobEventRow(Base):
     type: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
+
+class FineTuningJobCheckpointRow(Base):
+    """A saved training state: resumable by the trainer, servable under its `...:ckpt-step-N` name."""
+
+    __tablename__ = "fine_tuning_job_checkpoints"
+    __table_args__ = (UniqueConstraint("job_id", "step_number", name="uq_checkpoints_job_step"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), index=True)
+    step_number: Mapped[int] = mapped_column(Integer)
+    fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(512))
+    metrics: Mapped[dict[str, object]] = mapped_column(JSON)
+    storage_prefix: Mapped[str] = mapped_column(String(1024))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)

@@ -33,6 +33,7 @@ class LocalExecutor:
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
         self._runs: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopping: set[str] = set()
 
     def start(self, spec: JobSpec, env: dict[str, str]) -> str:
         run_dir = self.work_dir / spec.job_id
@@ -60,12 +61,14 @@ class LocalExecutor:
         if code is None:
             return RunStatus("running")
         self._runs.pop(handle, None)
+        self._stopping.discard(handle)
         return RunStatus("exited", exit_code=code)
 
     def cancel(self, handle: str, grace_seconds: float) -> None:
         proc = self._runs.get(handle)
-        if proc is None or proc.poll() is not None:
-            return
+        if proc is None or proc.poll() is not None or handle in self._stopping:
+            return  # asked once: the trainer is saving its checkpoint, the timer below is running
+        self._stopping.add(handle)
         os.killpg(proc.pid, signal.SIGTERM)
 
         def force() -> None:

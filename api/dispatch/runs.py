@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.catalogue import Catalogue
 from api.db.tables import FileRow, FineTuningJobRow
 from api.dispatch.executor import Executor
-from api.fine_tuning.repository import add_event, fail_job, transition
+from api.fine_tuning.repository import add_event, fail_job, newest_checkpoint, transition
 from api.ids import hash_api_key
 from api.settings import Settings
-from trainer.spec import BaseModelRef, Hyperparameters, JobSpec
+from trainer.spec import BaseModelRef, CheckpointRef, Hyperparameters, JobSpec
 
 log = structlog.get_logger()
 
@@ -31,6 +31,7 @@ async def build_spec(
     valid = await session.get(FileRow, job.validation_file) if job.validation_file else None
     if train is None:
         raise LookupError("the training file was deleted")
+    checkpoint = await newest_checkpoint(session, job.id)
     return JobSpec(
         job_id=job.id,
         base_model=BaseModelRef(id=entry.id, source=entry.source, max_length=entry.max_length),
@@ -51,6 +52,9 @@ async def build_spec(
         cache_dir=str((settings.data_dir / "models").resolve()),
         logging_steps=10,
         report_url=settings.resolved_internal_url,
+        resume_from=CheckpointRef(step=checkpoint.step_number, storage_prefix=checkpoint.storage_prefix)
+        if checkpoint
+        else None,
     )
 
 
@@ -105,24 +109,19 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
         handle = job.executor_handle
         assert handle is not None
         status = executor.poll(handle)
-        if job.status in ("cancelled", "paused") and status.state == "running":
-            executor.cancel(handle, settings.cancel_grace_seconds)
-            active += 1
-            continue
         if status.state == "running":
-            await transition(session, job.id, {"running"}, lease_until=now + settings.run_lease_seconds)
+            if job.status != "running":  # cancelled or paused (or resumed while still saving)
+                executor.cancel(handle, settings.cancel_grace_seconds)
+            # The lease marks the run as alive, whatever the job's status: a resumed job waits
+            # for its previous trainer to finish saving before another one starts.
+            await transition(session, job.id, {job.status}, lease_until=now + settings.run_lease_seconds)
             active += 1
             continue
         # The run is over (or unknown to us). Success was reported by the trainer itself.
         if job.status == "running":
             detail = f"exit code {status.exit_code}" if status.exit_code is not None else status.detail
-            await fail_job(
-                session,
-                job.id,
-                {"running"},
-                "training_failed",
-                f"The trainer stopped before the job completed ({detail}). See the worker's trainer log.",
-            )
+            await requeue_or_fail(session, settings, job, f"The trainer stopped ({detail})")
+            continue
         await transition(
             session, job.id, {job.status}, executor_handle=None, claimed_by=None, lease_until=None
         )
@@ -140,31 +139,35 @@ async def recover_orphans(session: AsyncSession, settings: Settings, now: int) -
             )
         )
     ).all()
-    moved = 0
     for job in orphans:
-        if job.attempts >= settings.max_job_attempts:
-            message = f"The job failed after {job.attempts} attempts: its trainer stopped each time."
-            await fail_job(session, job.id, {"running"}, "training_failed", message)
-            moved += 1
-            continue
-        requeued = await transition(
+        await requeue_or_fail(session, settings, job, "The job's worker stopped")
+    return len(orphans)
+
+
+async def requeue_or_fail(
+    session: AsyncSession, settings: Settings, job: FineTuningJobRow, reason: str
+) -> None:
+    """A running job lost its trainer: queue it again (it resumes from its newest checkpoint), or
+    fail it once it has used up its attempts. Commits."""
+    if job.attempts >= settings.max_job_attempts:
+        message = f"{reason}; the job failed after {job.attempts} attempts. See the worker's trainer log."
+        await fail_job(session, job.id, {"running"}, "training_failed", message)
+        return
+    requeued = await transition(
+        session,
+        job.id,
+        {"running"},
+        status="queued",
+        executor_handle=None,
+        claimed_by=None,
+        lease_until=None,
+        token_hash=None,
+    )
+    if requeued:
+        add_event(
             session,
             job.id,
-            {"running"},
-            status="queued",
-            executor_handle=None,
-            claimed_by=None,
-            lease_until=None,
-            token_hash=None,
+            f"{reason}; the job is queued again (attempt {job.attempts + 1} of {settings.max_job_attempts})",
+            level="warn",
         )
-        if requeued:
-            add_event(
-                session,
-                job.id,
-                f"The job's worker stopped; the job is queued again (attempt {job.attempts + 1} of "
-                f"{settings.max_job_attempts})",
-                level="warn",
-            )
-            moved += 1
     await session.commit()
-    return moved

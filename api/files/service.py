@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
@@ -18,6 +17,7 @@ from api.errors import InvalidRequest, NotFound
 from api.files.content_check import ContentCheck, check_extension
 from api.files.repository import FileRepository
 from api.files.schemas import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
+from api.idempotency import write_once
 from api.ids import new_id, now_us
 from api.multipart import Event, FieldPart, FilePart, drain, file_bytes, skip_file
 from api.pagination import Order
@@ -111,16 +111,12 @@ class FileService:
                 idempotency_key=idempotency_key or None,
             )
             self.repo.add(row)
-            await self.session.commit()
-        except IntegrityError:
-            # A concurrent request with the same Idempotency-Key won the race: answer with its file.
-            await self.session.rollback()
-            await self._discard(stored)
-            assert idempotency_key
-            winner = await self.repo.by_idempotency_key(idempotency_key)
-            if winner is None:
-                raise
-            return FileObject.from_row(winner)
+            winner = await write_once(
+                self.session, idempotency_key, self.session.commit, self.repo.by_idempotency_key
+            )
+            if winner is not None:  # a concurrent request with the same key won: answer with its file
+                await self._discard(stored)
+                return FileObject.from_row(winner)
         except BaseException:
             await self._discard(stored)
             raise

@@ -8,15 +8,24 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
-from pydantic import BaseModel
-from sqlalchemy import select
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
 
-from api.db.tables import FileRow, FineTuningJobRow, ProjectRow
+from api.db.tables import (
+    FileRow,
+    FineTuningJobCheckpointRow,
+    FineTuningJobEventRow,
+    FineTuningJobRow,
+    ProjectRow,
+)
 from api.deps import SessionDep, StoreDep
 from api.errors import AuthenticationFailed, InvalidRequest, NotFound
 from api.fine_tuning.repository import add_event, transition
+from api.fine_tuning.results import evaluation_csv, step_metrics_csv
+from api.fine_tuning.schemas import Metrics
 from api.ids import hash_api_key, new_id, now_us, random_base62
 
+KEPT_CHECKPOINTS = 3  # OpenAI keeps the last three; older ones are deleted with their files
 router = APIRouter(prefix="/internal/v1/fine_tuning/jobs/{job_id}", include_in_schema=False)
 
 
@@ -27,25 +36,47 @@ class TrainerEvent(BaseModel):
     data: dict[str, Any] | None = None
 
 
+class TrainerCheckpoint(BaseModel):
+    step: int = Field(ge=1)
+    storage_prefix: str
+    metrics: dict[str, Any] = {}
+
+
 class TrainerCompletion(BaseModel):
     trained_tokens: int
     train_loss: float | None = None
     steps: int | None = None
     model_keys: list[str] = []
+    evaluation: dict[str, dict[str, Any]] | None = None
 
 
-async def _running_job(session: SessionDep, job_id: str, authorization: str | None) -> FineTuningJobRow:
+# A paused job's trainer is saving its checkpoint (and the job may be resumed, so queued, before
+# it is done): it may still report until it exits. A re-queued job's old token is revoked.
+REPORTING = frozenset({"running", "paused", "queued"})
+
+
+async def _reporting_job(
+    session: SessionDep, job_id: str, authorization: str | None, statuses: frozenset[str] = REPORTING
+) -> FineTuningJobRow:
     job = await session.get(FineTuningJobRow, job_id)
     token = (authorization or "")[7:] if (authorization or "").lower().startswith("bearer ") else ""
     if job is None or job.token_hash is None or not hmac.compare_digest(job.token_hash, hash_api_key(token)):
         raise AuthenticationFailed("Invalid job token.")
-    if job.status != "running":
+    if job.status not in statuses:
         raise InvalidRequest(f"Job {job_id} is {job.status}.")
     return job
 
 
-def model_name(base: str, project: str, suffix: str | None) -> str:
-    return f"ft:{base}:{project}:{suffix or ''}:{random_base62(8)}"
+async def _model_name(session: SessionDep, job: FineTuningJobRow) -> str:
+    project = await session.scalar(select(ProjectRow.name).where(ProjectRow.id == job.project_id))
+    if project is None:
+        raise NotFound("No such project.")
+    return f"ft:{job.model}:{project}:{job.suffix or ''}:{random_base62(8)}"
+
+
+def job_prefix(job: FineTuningJobRow) -> str:
+    """Where a job's outputs live in storage (the spec's output_prefix)."""
+    return f"jobs/{job.project_id}/{job.id}/"
 
 
 @router.post("/events", status_code=204)
@@ -55,9 +86,82 @@ async def trainer_event(
     session: SessionDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    await _running_job(session, job_id, authorization)
+    await _reporting_job(session, job_id, authorization)
     add_event(session, job_id, event.message, level=event.level, type=event.type, data=event.data)
     await session.commit()
+
+
+@router.post("/checkpoints", status_code=204)
+async def trainer_checkpoint(
+    job_id: str,
+    body: TrainerCheckpoint,
+    session: SessionDep,
+    store: StoreDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    job = await _reporting_job(session, job_id, authorization)
+    if not body.storage_prefix.startswith(job_prefix(job) + "checkpoints/") or ".." in body.storage_prefix:
+        raise InvalidRequest("A checkpoint must be stored under its job's prefix.", param="storage_prefix")
+    metrics = {k: v for k, v in body.metrics.items() if k in Metrics.model_fields}
+    row = await session.scalar(
+        select(FineTuningJobCheckpointRow).where(
+            FineTuningJobCheckpointRow.job_id == job_id, FineTuningJobCheckpointRow.step_number == body.step
+        )
+    )
+    if row is not None:  # the same step saved again by a later attempt: the newer files win
+        row.storage_prefix, row.metrics = body.storage_prefix, metrics
+    else:
+        name = f"{await _model_name(session, job)}:ckpt-step-{body.step}"
+        session.add(
+            FineTuningJobCheckpointRow(
+                id=new_id("ftckpt_"),
+                job_id=job_id,
+                step_number=body.step,
+                fine_tuned_model_checkpoint=name,
+                metrics=metrics,
+                storage_prefix=body.storage_prefix,
+                created_at_us=now_us(),
+            )
+        )
+        add_event(session, job_id, f"Checkpoint created at step {body.step} with Snapshot ID: {name}")
+    await session.flush()
+    stale = (
+        await session.scalars(
+            select(FineTuningJobCheckpointRow)
+            .where(FineTuningJobCheckpointRow.job_id == job_id)
+            .order_by(FineTuningJobCheckpointRow.step_number.desc())
+            .offset(KEPT_CHECKPOINTS)
+        )
+    ).all()
+    for old in stale:
+        await session.delete(old)
+    await session.commit()
+    for old in stale:  # after the commit: a crash here leaves unreferenced files, never a dangling row
+        await store.delete_prefix(old.storage_prefix)
+
+
+async def _result_file(
+    session: SessionDep, store: StoreDep, job: FineTuningJobRow, filename: str, data: bytes
+) -> str:
+    key = job_prefix(job) + filename
+    await store.put_bytes(key, data)
+    file_id = new_id("file-", 22)
+    session.add(
+        FileRow(
+            id=file_id,
+            project_id=job.project_id,
+            filename=filename,
+            purpose="fine-tune-results",
+            bytes=len(data),
+            status="processed",
+            status_details=None,
+            storage_key=key,
+            created_at_us=now_us(),
+            expires_at=None,
+            idempotency_key=None,
+        )
+    )
+    return file_id
 
 
 @router.post("/complete", status_code=204)
@@ -68,28 +172,19 @@ async def trainer_complete(
     store: StoreDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    job = await _running_job(session, job_id, authorization)
-    project = await session.scalar(select(ProjectRow.name).where(ProjectRow.id == job.project_id))
-    if project is None:
-        raise NotFound("No such project.")
-    name = model_name(job.model, project, job.suffix)
-    result_file = new_id("file-", 22)
-    metrics_key = f"jobs/{job.project_id}/{job.id}/step_metrics.csv"
-    session.add(
-        FileRow(
-            id=result_file,
-            project_id=job.project_id,
-            filename="step_metrics.csv",
-            purpose="fine-tune-results",
-            bytes=await store.size(metrics_key),
-            status="processed",
-            status_details=None,
-            storage_key=metrics_key,
-            created_at_us=now_us(),
-            expires_at=None,
-            idempotency_key=None,
-        )
+    job = await _reporting_job(session, job_id, authorization, frozenset({"running"}))
+    name = await _model_name(session, job)
+    metrics = await session.scalars(
+        select(FineTuningJobEventRow.data)
+        .where(FineTuningJobEventRow.job_id == job_id, FineTuningJobEventRow.type == "metrics")
+        .order_by(FineTuningJobEventRow.seq)
     )
+    result_files = [
+        await _result_file(session, store, job, "step_metrics.csv", step_metrics_csv(m for m in metrics if m))
+    ]
+    if body.evaluation:
+        data = evaluation_csv(job.model, name, body.evaluation)
+        result_files.append(await _result_file(session, store, job, "evaluation.csv", data))
     await session.flush()
     moved = await transition(
         session,
@@ -98,13 +193,21 @@ async def trainer_complete(
         status="succeeded",
         fine_tuned_model=name,
         trained_tokens=body.trained_tokens,
-        result_files=[result_file],
+        result_files=result_files,
         finished_at=int(time.time()),
         estimated_finish=None,
     )
     if not moved:
         await session.rollback()
         raise InvalidRequest(f"Job {job_id} is no longer running.")
+    # The final checkpoint is the model itself: it carries the job's model name (as at OpenAI).
+    await session.execute(
+        update(FineTuningJobCheckpointRow)
+        .where(
+            FineTuningJobCheckpointRow.job_id == job_id, FineTuningJobCheckpointRow.step_number == body.steps
+        )
+        .values(fine_tuned_model_checkpoint=name)
+    )
     add_event(session, job_id, f"New fine-tuned model created: {name}")
     add_event(session, job_id, "The job has successfully completed")
     await session.commit()

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db.tables import FineTuningJobEventRow, FineTuningJobRow
+from api.db.tables import FineTuningJobCheckpointRow, FineTuningJobEventRow, FineTuningJobRow
 from api.ids import new_id, now_us
 
 
@@ -55,6 +55,32 @@ class JobRepository:
                 FineTuningJobEventRow.job_id == job_id, FineTuningJobEventRow.id == event_id
             )
         )
+
+    async def checkpoints(
+        self, job_id: str, *, after: str | None, limit: int
+    ) -> Sequence[FineTuningJobCheckpointRow]:
+        """Newest (highest step) first; `after` is a checkpoint id of this job."""
+        stmt = select(FineTuningJobCheckpointRow).where(FineTuningJobCheckpointRow.job_id == job_id)
+        if after is not None:
+            step = await self.session.scalar(
+                select(FineTuningJobCheckpointRow.step_number).where(
+                    FineTuningJobCheckpointRow.job_id == job_id, FineTuningJobCheckpointRow.id == after
+                )
+            )
+            if step is None:
+                raise LookupError(after)
+            stmt = stmt.where(FineTuningJobCheckpointRow.step_number < step)
+        stmt = stmt.order_by(FineTuningJobCheckpointRow.step_number.desc()).limit(limit + 1)
+        return (await self.session.scalars(stmt)).all()
+
+
+async def newest_checkpoint(session: AsyncSession, job_id: str) -> FineTuningJobCheckpointRow | None:
+    return await session.scalar(
+        select(FineTuningJobCheckpointRow)
+        .where(FineTuningJobCheckpointRow.job_id == job_id)
+        .order_by(FineTuningJobCheckpointRow.step_number.desc())
+        .limit(1)
+    )
 
 
 def add_event(

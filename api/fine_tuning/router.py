@@ -10,6 +10,7 @@ from api.deps import CatalogueDep, IdempotencyKey, PrincipalDep, SessionDep, Set
 from api.errors import InvalidRequest
 from api.fine_tuning.schemas import (
     FineTuningJob,
+    FineTuningJobCheckpointList,
     FineTuningJobCreateParams,
     FineTuningJobEventList,
     FineTuningJobList,
@@ -89,3 +90,11 @@ async def list_events(
 ) -> FineTuningJobEventList:
     """A job's events, newest first."""
     return await jobs.events(job_id, after=after, limit=limit)
+
+
+@router.get("/{job_id}/checkpoints", response_model=FineTuningJobCheckpointList)
+async def list_checkpoints(
+    job_id: str, jobs: Jobs, after: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> FineTuningJobCheckpointList:
+    """A job's checkpoints (the last three saved), newest first."""
+    return await jobs.checkpoints(job_id, after=after, limit=limit)

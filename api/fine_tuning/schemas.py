@@ -144,3 +144,33 @@ class FineTuningJobEventList(BaseModel):
     object: Literal["list"] = "list"
     data: list[FineTuningJobEvent]
     has_more: bool
+
+
+class Metrics(BaseModel):
+    """A checkpoint's metrics at its step; every key is optional, as in the SDK."""
+
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+    step: float | None = None
+    train_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+
+
+class FineTuningJobCheckpoint(BaseModel):
+    id: str
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: Metrics
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    step_number: int
+
+
+class FineTuningJobCheckpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobCheckpoint]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool

@@ -9,7 +9,6 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
@@ -25,14 +24,18 @@ from api.fine_tuning.schemas import (
     DpoMethod,
     Error,
     FineTuningJob,
+    FineTuningJobCheckpoint,
+    FineTuningJobCheckpointList,
     FineTuningJobCreateParams,
     FineTuningJobEvent,
     FineTuningJobEventList,
     FineTuningJobList,
     Hyperparameters,
     Method,
+    Metrics,
     SupervisedMethod,
 )
+from api.idempotency import write_once
 from api.ids import new_id, now_us
 from api.settings import Settings
 
@@ -152,19 +155,16 @@ class JobService:
             attempts=0,
             idempotency_key=idempotency_key or None,
         )
-        self.session.add(row)
-        try:
+
+        async def write() -> None:
+            self.session.add(row)
             await self.session.flush()  # the job row first: events reference it
             add_event(self.session, row.id, lifecycle.created(row.id))
             add_event(self.session, row.id, lifecycle.validating(row.training_file, row.validation_file))
             await self.session.commit()
-        except IntegrityError:
-            await self.session.rollback()
-            winner = await self.repo.by_idempotency_key(idempotency_key or "")
-            if winner is None:
-                raise
-            return self._object(winner)
-        return self._object(row)
+
+        winner = await write_once(self.session, idempotency_key, write, self.repo.by_idempotency_key)
+        return self._object(winner or row)
 
     async def _row(self, job_id: str) -> FineTuningJobRow:
         row = await self.repo.get(job_id)
@@ -216,9 +216,7 @@ class JobService:
         return await self._move(job_id, frozenset({"running"}), "pause", lifecycle.PAUSED, status="paused")
 
     async def resume(self, job_id: str) -> FineTuningJob:
-        return await self._move(
-            job_id, frozenset({"paused"}), "resume", lifecycle.RESUMED, status="queued", lease_until=None
-        )
+        return await self._move(job_id, frozenset({"paused"}), "resume", lifecycle.RESUMED, status="queued")
 
     async def events(self, job_id: str, *, after: str | None, limit: int) -> FineTuningJobEventList:
         await self._row(job_id)
@@ -240,3 +238,27 @@ class JobService:
             for r in rows[:limit]
         ]
         return FineTuningJobEventList(data=data, has_more=len(rows) > limit)
+
+    async def checkpoints(self, job_id: str, *, after: str | None, limit: int) -> FineTuningJobCheckpointList:
+        await self._row(job_id)
+        try:
+            rows = await self.repo.checkpoints(job_id, after=after, limit=limit)
+        except LookupError:
+            raise InvalidRequest(f"No such checkpoint: {after}", param="after") from None
+        data = [
+            FineTuningJobCheckpoint(
+                id=r.id,
+                created_at=r.created_at_us // 1_000_000,
+                fine_tuned_model_checkpoint=r.fine_tuned_model_checkpoint,
+                fine_tuning_job_id=r.job_id,
+                metrics=Metrics.model_validate(r.metrics),
+                step_number=r.step_number,
+            )
+            for r in rows[:limit]
+        ]
+        return FineTuningJobCheckpointList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=len(rows) > limit,
+        )

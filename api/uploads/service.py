@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
@@ -20,6 +19,7 @@ from api.errors import InvalidRequest, NotFound
 from api.files.content_check import JSONL_PURPOSES, ContentCheck, check_extension
 from api.files.schemas import FileObject
 from api.files.service import check_purpose, file_key
+from api.idempotency import write_once
 from api.ids import new_id, now_us
 from api.multipart import Event, FilePart, drain, file_bytes, skip_file
 from api.settings import Settings
@@ -68,13 +68,10 @@ class UploadService:
             idempotency_key=idempotency_key or None,
         )
         self.repo.add(row)
-        try:
-            await self.session.commit()
-        except IntegrityError:
-            await self.session.rollback()
-            winner = await self.repo.by_idempotency_key(idempotency_key or "")
-            if winner is None:
-                raise
+        winner = await write_once(
+            self.session, idempotency_key, self.session.commit, self.repo.by_idempotency_key
+        )
+        if winner is not None:
             return Upload.from_row(winner)
         log.info("upload.created", upload_id=row.id, bytes=row.bytes)
         return Upload.from_row(row)

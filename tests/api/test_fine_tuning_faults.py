@@ -30,6 +30,63 @@ def wait(client: openai.OpenAI, job_id: str, statuses: set[str], timeout: float)
     return status
 
 
+def wait_for_checkpoint(client: openai.OpenAI, job_id: str, after: str | None = None) -> None:
+    """Until a checkpoint was reported (after the event with message `after`, if given)."""
+    deadline = time.monotonic() + 120
+    while True:
+        messages = [e.message for e in reversed(list(client.fine_tuning.jobs.list_events(job_id, limit=100)))]
+        if after is not None:
+            messages = messages[messages.index(after) :] if after in messages else []
+        if any(m.startswith("Checkpoint created at step ") for m in messages):
+            return
+        assert time.monotonic() < deadline, "no checkpoint came"
+        time.sleep(0.3)
+
+
+def trainer_pid(job_id: str) -> int:
+    """The trainer process of a job, found by its spec path (`runs/<job id>/spec.json`)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"trainer" in cmdline and any(f"{job_id}/spec.json".encode() in a for a in cmdline):
+            return int(proc.name)
+    raise AssertionError(f"no trainer runs for {job_id}")
+
+
+def test_a_killed_trainer_resumes_and_the_job_fails_after_its_attempts(tmp_path: Path) -> None:
+    env = {
+        "FTAPI_API_KEY": ADMIN_KEY,
+        "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
+        "FTAPI_MAX_JOB_ATTEMPTS": "2",
+    }
+    with run_server(tmp_path / "data", env) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
+        fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
+        job = client.fine_tuning.jobs.create(
+            model="tiny-chat",
+            training_file=fid,
+            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50}}},
+        )
+        wait_for_checkpoint(client, job.id)
+        os.kill(trainer_pid(job.id), signal.SIGKILL)
+        requeued = "The trainer stopped (exit code -9); the job is queued again (attempt 2 of 2)"
+        wait_for_checkpoint(client, job.id, after=requeued)
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+        assert any(m.startswith("Fine-tuning job resumed from the checkpoint at step ") for m in messages)
+
+        os.kill(trainer_pid(job.id), signal.SIGKILL)
+        assert wait(client, job.id, {"failed", "succeeded"}, 60) == "failed"
+        failed = client.fine_tuning.jobs.retrieve(job.id)
+        assert failed.error and failed.error.code == "training_failed"
+        assert failed.error.message == (
+            "The trainer stopped (exit code -9); the job failed after 2 attempts. "
+            "See the worker's trainer log."
+        )
+        assert client.fine_tuning.jobs.list_events(job.id, limit=1).data[0].message == failed.error.message
+
+
 def test_job_survives_a_killed_server(tmp_path: Path) -> None:
     env = {
         "FTAPI_API_KEY": ADMIN_KEY,
@@ -42,17 +99,15 @@ def test_job_survives_a_killed_server(tmp_path: Path) -> None:
         fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
         job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=fid, method=SFT)  # type: ignore[arg-type]
         assert wait(client, job.id, {"running"}, 60) == "running"
-        deadline = time.monotonic() + 120
-        while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=3)):
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        wait_for_checkpoint(client, job.id)
         os.kill(first.pid, signal.SIGKILL)  # no shutdown at all: its trainer dies with it
         time.sleep(1)
     with run_server(data, env) as second:
         client = openai.OpenAI(base_url=second.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
         assert wait(client, job.id, {"succeeded", "failed"}, 300) == "succeeded"
         messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
-        assert any("queued again (attempt 2 of 3)" in m for m in messages)
+        assert "The job's worker stopped; the job is queued again (attempt 2 of 3)" in messages
+        assert any(m.startswith("Fine-tuning job resumed from the checkpoint at step ") for m in messages)
         assert sum(m.startswith("New fine-tuned model created") for m in messages) == 1
 
 

@@ -38,3 +38,21 @@ def sentiment_sets(
 
 def to_jsonl(rows: list[dict[str, object]]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+def preference_rows(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The same task as DPO data: the right label preferred over the next (wrong) one."""
+    out = []
+    for row in rows:
+        messages = row["messages"]
+        assert isinstance(messages, list)
+        right = json.loads(messages[-1]["content"])["label"]
+        wrong = LABELS[(LABELS.index(right) + 1) % len(LABELS)]
+        out.append(
+            {
+                "input": {"messages": messages[:-1]},
+                "preferred_output": [messages[-1]],
+                "non_preferred_output": [{"role": "assistant", "content": json.dumps({"label": wrong})}],
+            }
+        )
+    return out
