@@ -193,10 +193,8 @@ def main() -> None:
     marks = start_overhead(cache)
     report["start_overhead_seconds"] = {k: round(v, 2) for k, v in marks.items()}
     print(
-        "job start (seconds from create): queued {queued:.2f}, running {running:.2f}, "
-        "trainer up (process + imports + model load) {trainer_up:.2f}, first metrics {first_metrics:.2f}".format(
-            **marks
-        )
+        "job start (seconds from create): queued {queued:.2f}, running {running:.2f}, trainer up "
+        "(process + imports + model load) {trainer_up:.2f}, first metrics {first_metrics:.2f}".format(**marks)
     )
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
