@@ -3,6 +3,7 @@ validation batch), full validation at epoch ends, a checkpoint per save, and a p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         self._pending: dict[str, Any] | None = None  # an epoch-end row waits for its full validation
 
     def _emit(self, row: dict[str, Any]) -> None:
+        # NaN (no trained token in the validation set) is not JSON: leave the metric out.
+        row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
         self.last_metrics = row
         self.reporter.emit("metrics", _message(row), row)
 

@@ -5,6 +5,7 @@ report at the end: the honest measure of a fine-tune is data it never trained on
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,13 +128,14 @@ class Evaluation:
     mean_token_accuracy: float
     exact_match: float
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {
-            "examples": self.examples,
+    def as_dict(self) -> dict[str, float | int | None]:
+        """JSON-safe: a figure that could not be computed (NaN) is None."""
+        values = {
             "loss": self.loss,
             "mean_token_accuracy": self.mean_token_accuracy,
             "exact_match": self.exact_match,
         }
+        return {"examples": self.examples, **{k: None if math.isnan(v) else v for k, v in values.items()}}
 
 
 def evaluate(
