@@ -74,14 +74,6 @@ async def _download_prefix(spec: JobSpec, prefix: str, dest: Path) -> None:
         await store.close()
 
 
-async def _upload_bytes(spec: JobSpec, key: str, data: bytes) -> None:
-    store = build_store(spec.storage)
-    try:
-        await store.put_bytes(key, data)
-    finally:
-        await store.close()
-
-
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]

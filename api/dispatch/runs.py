@@ -13,6 +13,7 @@ from api.catalogue import Catalogue
 from api.db.tables import FileRow, FineTuningJobRow
 from api.dispatch.executor import Executor
 from api.fine_tuning.repository import add_event, fail_job, newest_checkpoint, transition
+from api.fine_tuning.results import job_prefix
 from api.ids import hash_api_key
 from api.settings import Settings
 from trainer.spec import BaseModelRef, CheckpointRef, Hyperparameters, JobSpec
@@ -48,7 +49,7 @@ async def build_spec(
         storage=settings.store_config,
         training_file_key=train.storage_key,
         validation_file_key=valid.storage_key if valid else None,
-        output_prefix=f"jobs/{job.project_id}/{job.id}/",
+        output_prefix=job_prefix(job.project_id, job.id),
         cache_dir=str((settings.data_dir / "models").resolve()),
         logging_steps=10,
         report_url=settings.resolved_internal_url,

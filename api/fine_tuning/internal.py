@@ -20,8 +20,8 @@ from api.db.tables import (
 )
 from api.deps import SessionDep, StoreDep
 from api.errors import AuthenticationFailed, InvalidRequest, NotFound
-from api.fine_tuning.repository import add_event, transition
-from api.fine_tuning.results import evaluation_csv, step_metrics_csv
+from api.fine_tuning.repository import add_event, checkpoints_newest_first, transition
+from api.fine_tuning.results import evaluation_csv, job_prefix, step_metrics_csv
 from api.fine_tuning.schemas import Metrics
 from api.ids import hash_api_key, new_id, now_us, random_base62
 
@@ -74,11 +74,6 @@ async def _model_name(session: SessionDep, job: FineTuningJobRow) -> str:
     return f"ft:{job.model}:{project}:{job.suffix or ''}:{random_base62(8)}"
 
 
-def job_prefix(job: FineTuningJobRow) -> str:
-    """Where a job's outputs live in storage (the spec's output_prefix)."""
-    return f"jobs/{job.project_id}/{job.id}/"
-
-
 @router.post("/events", status_code=204)
 async def trainer_event(
     job_id: str,
@@ -100,7 +95,10 @@ async def trainer_checkpoint(
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     job = await _reporting_job(session, job_id, authorization)
-    if not body.storage_prefix.startswith(job_prefix(job) + "checkpoints/") or ".." in body.storage_prefix:
+    if (
+        not body.storage_prefix.startswith(job_prefix(job.project_id, job.id) + "checkpoints/")
+        or ".." in body.storage_prefix
+    ):
         raise InvalidRequest("A checkpoint must be stored under its job's prefix.", param="storage_prefix")
     metrics = {k: v for k, v in body.metrics.items() if k in Metrics.model_fields}
     row = await session.scalar(
@@ -125,14 +123,7 @@ async def trainer_checkpoint(
         )
         add_event(session, job_id, f"Checkpoint created at step {body.step} with Snapshot ID: {name}")
     await session.flush()
-    stale = (
-        await session.scalars(
-            select(FineTuningJobCheckpointRow)
-            .where(FineTuningJobCheckpointRow.job_id == job_id)
-            .order_by(FineTuningJobCheckpointRow.step_number.desc())
-            .offset(KEPT_CHECKPOINTS)
-        )
-    ).all()
+    stale = (await session.scalars(checkpoints_newest_first(job_id).offset(KEPT_CHECKPOINTS))).all()
     for old in stale:
         await session.delete(old)
     await session.commit()
@@ -143,7 +134,7 @@ async def trainer_checkpoint(
 async def _result_file(
     session: SessionDep, store: StoreDep, job: FineTuningJobRow, filename: str, data: bytes
 ) -> str:
-    key = job_prefix(job) + filename
+    key = job_prefix(job.project_id, job.id) + filename
     await store.put_bytes(key, data)
     file_id = new_id("file-", 22)
     session.add(

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db.tables import FineTuningJobCheckpointRow, FineTuningJobEventRow, FineTuningJobRow
@@ -60,7 +60,7 @@ class JobRepository:
         self, job_id: str, *, after: str | None, limit: int
     ) -> Sequence[FineTuningJobCheckpointRow]:
         """Newest (highest step) first; `after` is a checkpoint id of this job."""
-        stmt = select(FineTuningJobCheckpointRow).where(FineTuningJobCheckpointRow.job_id == job_id)
+        stmt = checkpoints_newest_first(job_id)
         if after is not None:
             step = await self.session.scalar(
                 select(FineTuningJobCheckpointRow.step_number).where(
@@ -70,17 +70,20 @@ class JobRepository:
             if step is None:
                 raise LookupError(after)
             stmt = stmt.where(FineTuningJobCheckpointRow.step_number < step)
-        stmt = stmt.order_by(FineTuningJobCheckpointRow.step_number.desc()).limit(limit + 1)
-        return (await self.session.scalars(stmt)).all()
+        return (await self.session.scalars(stmt.limit(limit + 1))).all()
 
 
-async def newest_checkpoint(session: AsyncSession, job_id: str) -> FineTuningJobCheckpointRow | None:
-    return await session.scalar(
+def checkpoints_newest_first(job_id: str) -> Select[FineTuningJobCheckpointRow]:
+    """A job's checkpoints, highest step first (no project scope: callers have checked the job)."""
+    return (
         select(FineTuningJobCheckpointRow)
         .where(FineTuningJobCheckpointRow.job_id == job_id)
         .order_by(FineTuningJobCheckpointRow.step_number.desc())
-        .limit(1)
     )
+
+
+async def newest_checkpoint(session: AsyncSession, job_id: str) -> FineTuningJobCheckpointRow | None:
+    return await session.scalar(checkpoints_newest_first(job_id).limit(1))
 
 
 def add_event(

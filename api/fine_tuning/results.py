@@ -11,6 +11,13 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
+
+def job_prefix(project_id: str, job_id: str) -> str:
+    """Where a job's outputs live in storage: the trainer's output_prefix (model, checkpoints) and
+    the result files."""
+    return f"jobs/{project_id}/{job_id}/"
+
+
 # OpenAI's five columns first, in their order; the full-validation columns after them.
 STEP_COLUMNS = (
     ("step", "step"),

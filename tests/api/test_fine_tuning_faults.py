@@ -13,34 +13,13 @@ import openai
 import pytest
 
 from tests.conftest import ADMIN_KEY
+from tests.support.jobs import is_checkpoint, wait_for_event, wait_for_status
 from tests.support.moto_server import stop
 from tests.support.sentiment import sentiment_sets, to_jsonl
 from tests.support.server import run_server
 
 pytestmark = pytest.mark.slow
 SFT = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}}
-
-
-def wait(client: openai.OpenAI, job_id: str, statuses: set[str], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while (status := client.fine_tuning.jobs.retrieve(job_id).status) not in statuses:
-        if time.monotonic() > deadline:
-            return status
-        time.sleep(0.3)
-    return status
-
-
-def wait_for_checkpoint(client: openai.OpenAI, job_id: str, after: str | None = None) -> None:
-    """Until a checkpoint was reported (after the event with message `after`, if given)."""
-    deadline = time.monotonic() + 120
-    while True:
-        messages = [e.message for e in reversed(list(client.fine_tuning.jobs.list_events(job_id, limit=100)))]
-        if after is not None:
-            messages = messages[messages.index(after) :] if after in messages else []
-        if any(m.startswith("Checkpoint created at step ") for m in messages):
-            return
-        assert time.monotonic() < deadline, "no checkpoint came"
-        time.sleep(0.3)
 
 
 def trainer_pid(job_id: str) -> int:
@@ -69,15 +48,15 @@ def test_a_killed_trainer_resumes_and_the_job_fails_after_its_attempts(tmp_path:
             training_file=fid,
             method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50}}},
         )
-        wait_for_checkpoint(client, job.id)
+        wait_for_event(client, job.id, is_checkpoint)
         os.kill(trainer_pid(job.id), signal.SIGKILL)
         requeued = "The trainer stopped (exit code -9); the job is queued again (attempt 2 of 2)"
-        wait_for_checkpoint(client, job.id, after=requeued)
+        wait_for_event(client, job.id, is_checkpoint, after=requeued)
         messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
         assert any(m.startswith("Fine-tuning job resumed from the checkpoint at step ") for m in messages)
 
         os.kill(trainer_pid(job.id), signal.SIGKILL)
-        assert wait(client, job.id, {"failed", "succeeded"}, 60) == "failed"
+        assert wait_for_status(client, job.id, {"failed", "succeeded"}, 60).status == "failed"
         failed = client.fine_tuning.jobs.retrieve(job.id)
         assert failed.error and failed.error.code == "training_failed"
         assert failed.error.message == (
@@ -98,13 +77,13 @@ def test_job_survives_a_killed_server(tmp_path: Path) -> None:
         client = openai.OpenAI(base_url=first.base_url, api_key=ADMIN_KEY)
         fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
         job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=fid, method=SFT)  # type: ignore[arg-type]
-        assert wait(client, job.id, {"running"}, 60) == "running"
-        wait_for_checkpoint(client, job.id)
+        assert wait_for_status(client, job.id, {"running"}, 60).status == "running"
+        wait_for_event(client, job.id, is_checkpoint)
         os.kill(first.pid, signal.SIGKILL)  # no shutdown at all: its trainer dies with it
         time.sleep(1)
     with run_server(data, env) as second:
         client = openai.OpenAI(base_url=second.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
-        assert wait(client, job.id, {"succeeded", "failed"}, 300) == "succeeded"
+        assert wait_for_status(client, job.id, {"succeeded", "failed"}, 300).status == "succeeded"
         messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
         assert "The job's worker stopped; the job is queued again (attempt 2 of 3)" in messages
         assert any(m.startswith("Fine-tuning job resumed from the checkpoint at step ") for m in messages)
@@ -126,7 +105,7 @@ def test_a_separate_worker_runs_the_jobs(tmp_path: Path) -> None:
             training_file=fid,
             method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
         )
-        assert wait(client, job.id, {"queued"}, 30) == "queued"
+        assert wait_for_status(client, job.id, {"queued"}, 30).status == "queued"
         time.sleep(1.5)
         assert client.fine_tuning.jobs.retrieve(job.id).status == "queued"  # the API replica runs nothing
         worker = subprocess.Popen(
@@ -136,7 +115,7 @@ def test_a_separate_worker_runs_the_jobs(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            assert wait(client, job.id, {"succeeded", "failed"}, 240) == "succeeded"
+            assert wait_for_status(client, job.id, {"succeeded", "failed"}, 240).status == "succeeded"
         finally:
             stop(worker)
 
@@ -178,7 +157,7 @@ def test_two_workers_on_postgres_never_run_a_job_twice(tmp_path: Path) -> None:
             ]
             try:
                 for job in jobs:
-                    status = wait(client, job.id, {"succeeded", "failed"}, 300)
+                    status = wait_for_status(client, job.id, {"succeeded", "failed"}, 300).status
                     assert status == "succeeded", client.fine_tuning.jobs.retrieve(job.id).error
             finally:
                 for w in workers:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import new_project
 from tests.support.data import chat_jsonl, dpo_jsonl
+from tests.support.jobs import wait_for_status
 from tests.support.server import RunningServer
 
 SFT = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}
@@ -17,15 +18,6 @@ SFT = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}
 
 def upload(client: openai.OpenAI, content: bytes, purpose: str = "fine-tune") -> str:
     return client.files.create(file=("train.jsonl", content), purpose=purpose).id  # type: ignore[arg-type]
-
-
-def wait_for(client: openai.OpenAI, job_id: str, statuses: set[str], timeout: float = 30) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in statuses or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)
 
 
 def test_create_echoes_auto_then_validation_resolves(client: openai.OpenAI) -> None:
@@ -46,7 +38,7 @@ def test_create_echoes_auto_then_validation_resolves(client: openai.OpenAI) -> N
     assert hp is not None and hp.n_epochs == 2
     assert job.hyperparameters.batch_size == "auto" and job.hyperparameters.learning_rate_multiplier == "auto"
 
-    queued = wait_for(client, job.id, {"queued", "failed"})
+    queued = wait_for_status(client, job.id, {"queued", "failed"})
     assert queued.status == "queued", queued  # type: ignore[attr-defined]
     assert queued.hyperparameters.n_epochs == 2  # type: ignore[attr-defined]
     assert isinstance(queued.hyperparameters.batch_size, int)  # type: ignore[attr-defined]
@@ -79,7 +71,7 @@ def test_dpo_job(client: openai.OpenAI) -> None:
         training_file=fid,
         method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}},
     )
-    queued = wait_for(client, job.id, {"queued", "failed"})
+    queued = wait_for_status(client, job.id, {"queued", "failed"})
     assert queued.status == "queued"  # type: ignore[attr-defined]
     assert queued.method.dpo.hyperparameters.beta == 0.2  # type: ignore[attr-defined]
     assert isinstance(queued.hyperparameters.n_epochs, int)  # type: ignore[attr-defined]
@@ -151,7 +143,7 @@ def test_files_of_wrong_purpose_or_other_project_are_refused(
 
 def test_too_few_examples_fail_asynchronously(client: openai.OpenAI) -> None:
     job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=upload(client, chat_jsonl(9)))
-    failed = wait_for(client, job.id, {"failed", "queued"})
+    failed = wait_for_status(client, job.id, {"failed", "queued"})
     assert failed.status == "failed" and failed.finished_at is not None  # type: ignore[attr-defined]
     error = failed.error  # type: ignore[attr-defined]
     assert (error.code, error.param) == ("invalid_n_examples", "training_file")
@@ -162,7 +154,7 @@ def test_too_few_examples_fail_asynchronously(client: openai.OpenAI) -> None:
 
 def test_wrong_format_for_the_method_fails_with_invalid_training_file(client: openai.OpenAI) -> None:
     job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=upload(client, dpo_jsonl(12)))
-    failed = wait_for(client, job.id, {"failed", "queued"})
+    failed = wait_for_status(client, job.id, {"failed", "queued"})
     error = failed.error  # type: ignore[attr-defined]
     assert failed.status == "failed" and error.code == "invalid_training_file"  # type: ignore[attr-defined]
     assert error.message.startswith(
@@ -192,7 +184,7 @@ def test_cancel_and_invalid_moves_are_400_without_retry(server: RunningServer, a
         base_url=server.base_url, api_key=api_key, http_client=http, _strict_response_validation=True
     )
     job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=upload(client, chat_jsonl(12)))
-    wait_for(client, job.id, {"queued"})
+    wait_for_status(client, job.id, {"queued"})
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.pause(job.id)
     cancelled = client.fine_tuning.jobs.cancel(job.id)

@@ -9,13 +9,13 @@ import csv
 import io
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import openai
 import pytest
 
 from tests.conftest import Project, new_project
+from tests.support.jobs import events_oldest_first, is_checkpoint, wait_for_event, wait_for_status
 from tests.support.sentiment import preference_rows, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer
 from tests.trainer.test_run import exact_match
@@ -40,23 +40,6 @@ def client(training_server: RunningServer, project: Project) -> openai.OpenAI:
     )
 
 
-def wait_for(
-    client: openai.OpenAI, job_id: str, statuses: set[str], timeout: float
-) -> openai.types.fine_tuning.FineTuningJob:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in statuses or time.monotonic() > deadline:
-            return job
-        time.sleep(0.5)
-
-
-def events_oldest_first(
-    client: openai.OpenAI, job_id: str
-) -> list[openai.types.fine_tuning.FineTuningJobEvent]:
-    return list(reversed(list(client.fine_tuning.jobs.list_events(job_id, limit=100))))
-
-
 def result_csv(client: openai.OpenAI, file_id: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(client.files.content(file_id).text)))
 
@@ -77,7 +60,7 @@ def test_lora_job_trains_and_succeeds(client: openai.OpenAI, server: RunningServ
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}},
         suffix="sentiment",
     )
-    done = wait_for(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
+    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
     assert done.status == "succeeded", (
         done.error,
         (server.data_dir / "runs" / job.id / "trainer.log").read_text()[-3000:],
@@ -167,7 +150,7 @@ def test_full_fine_tuning_job(client: openai.OpenAI, server: RunningServer, proj
         validation_file=upload(client, test),
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 10}}},
     )
-    done = wait_for(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
+    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
     assert done.status == "succeeded", done.error
     _, base, tuned = result_csv(client, done.result_files[1])
     assert float(base[4]) == 0 and float(tuned[4]) >= 0.9
@@ -189,7 +172,7 @@ def test_dpo_job(client: openai.OpenAI) -> None:
         validation_file=upload(client, preference_rows(test)),
         method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 10, "beta": 0.1}}},
     )
-    done = wait_for(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
+    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
     assert done.status == "succeeded", done.error
     assert done.method and done.method.type == "dpo" and done.method.dpo
     assert done.method.dpo.hyperparameters.beta == 0.1
@@ -210,7 +193,7 @@ def test_cancel_stops_a_running_trainer(client: openai.OpenAI) -> None:
         training_file=fid,
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50}}},
     )
-    running = wait_for(client, job.id, {"running", "failed"}, timeout=60)
+    running = wait_for_status(client, job.id, {"running", "failed"}, timeout=60)
     assert running.status == "running"
     deadline = time.monotonic() + 120  # wait for training to really be under way
     while time.monotonic() < deadline and not any(
@@ -225,15 +208,6 @@ def test_cancel_stops_a_running_trainer(client: openai.OpenAI) -> None:
     assert client.fine_tuning.jobs.list_events(job.id, limit=1).data[0].message == "Fine-tuning job cancelled"
 
 
-def wait_for_event(
-    client: openai.OpenAI, job_id: str, predicate: Callable[[str], bool], timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(predicate(e.message) for e in client.fine_tuning.jobs.list_events(job_id, limit=100)):
-        assert time.monotonic() < deadline, "the expected event did not come"
-        time.sleep(0.3)
-
-
 def test_pause_saves_a_checkpoint_and_resume_continues_from_it(client: openai.OpenAI) -> None:
     train, _ = sentiment_sets()
     job = client.fine_tuning.jobs.create(
@@ -241,28 +215,20 @@ def test_pause_saves_a_checkpoint_and_resume_continues_from_it(client: openai.Op
         training_file=upload(client, train),
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50}}},
     )
-    wait_for_event(client, job.id, lambda m: m.startswith("Checkpoint created at step "))
+    wait_for_event(client, job.id, is_checkpoint)
     # `paused` is on the wire but not in the SDK's status enum: strict parsing rejects it, as at OpenAI.
     lenient = openai.OpenAI(base_url=str(client.base_url), api_key=client.api_key)
     assert lenient.fine_tuning.jobs.pause(job.id).status == "paused"
     # The trainer saves where it stands and stops: a checkpoint newer than the pause request.
-    deadline = time.monotonic() + 60
-    while True:
-        events = events_oldest_first(client, job.id)
-        paused_at = [e.message for e in events].index("Fine-tuning job paused")
-        saved = [e.message for e in events[paused_at:] if e.message.startswith("Checkpoint created at step ")]
-        if saved or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    assert saved, "pausing saved no checkpoint"
-    step = int(saved[-1].split()[4])
+    saved = wait_for_event(client, job.id, is_checkpoint, after="Fine-tuning job paused", timeout=60)
+    step = int(saved.split()[4])
     time.sleep(2)
     assert lenient.fine_tuning.jobs.retrieve(job.id).status == "paused"
     newest = client.fine_tuning.jobs.checkpoints.list(job.id, limit=1).data[0]
     assert newest.step_number == step and newest.fine_tuned_model_checkpoint.endswith(f":ckpt-step-{step}")
 
     assert lenient.fine_tuning.jobs.resume(job.id).status in ("queued", "running")
-    done = wait_for(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
+    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
     assert done.status == "succeeded", done.error
     messages = [e.message for e in events_oldest_first(client, job.id)]
     resumed = messages.index(f"Fine-tuning job resumed from the checkpoint at step {step}")
