@@ -137,6 +137,15 @@ class Evaluation:
         }
         return {"examples": self.examples, **{k: None if math.isnan(v) else v for k, v in values.items()}}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        def figure(key: str) -> float:
+            return float("nan") if data.get(key) is None else float(data[key])
+
+        return cls(
+            int(data["examples"]), figure("loss"), figure("mean_token_accuracy"), figure("exact_match")
+        )
+
 
 def evaluate(
     model: Any, tokenizer: Any, examples: list[Conversation], encoded: list[Encoded], batch_size: int

@@ -18,6 +18,7 @@ from trainer.spec import JobSpec
 from trainer.stop import Stopped, StopRequest
 from trainer.tiny import TINY_CHAT, build_tiny_chat
 
+BASE_EVALUATION_FILE = "ftapi_base_evaluation.json"  # kept in each checkpoint for resumed attempts
 # Files a saved adapter or model may contain; anything else (pickles, code) is never uploaded.
 _ALLOWED_OUTPUTS = (".safetensors", ".json", ".jinja", ".txt", ".model")
 
@@ -101,7 +102,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from trainer.callbacks import ProgressCallback, Validation
-    from trainer.evaluate import conversations, encode, evaluate, overlap
+    from trainer.evaluate import Evaluation, conversations, encode, evaluate, overlap
 
     stop = stop or StopRequest()
     set_seed(spec.seed)
@@ -132,8 +133,9 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     base_eval = None
     valid_convs = conversations(valid_rows, spec.method)
     if valid_rows:
-        shared = overlap(conversations(rows, spec.method), valid_convs)
-        if shared and spec.resume_from is None:
+        # Said once, by the first attempt; a resumed attempt has nothing new to say.
+        shared = overlap(conversations(rows, spec.method), valid_convs) if resume_path is None else 0
+        if shared:
             reporter.emit(
                 "message",
                 f"{shared} of {len(valid_rows)} validation examples also appear in the training file: "
@@ -144,9 +146,17 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         encoded = [encode(tokenizer, c, max_length) for c in valid_convs]
         validation = Validation(tokenizer, encoded, hp.batch_size)
         eval_convs, eval_encoded = valid_convs[: spec.eval_max_examples], encoded[: spec.eval_max_examples]
-        base_eval = evaluate(model, tokenizer, eval_convs, eval_encoded, hp.batch_size)
+        # The base model does not change: a resumed attempt reads the first attempt's evaluation
+        # from its checkpoint instead of generating over the validation set again.
+        saved = resume_path / BASE_EVALUATION_FILE if resume_path is not None else None
+        if saved is not None and saved.exists():
+            base_eval = Evaluation.from_dict(json.loads(saved.read_text()))
+        else:
+            base_eval = evaluate(model, tokenizer, eval_convs, eval_encoded, hp.batch_size)
 
     def save_checkpoint(step: int, folder: Path, metrics: dict[str, Any]) -> None:
+        if base_eval is not None:
+            (folder / BASE_EVALUATION_FILE).write_text(json.dumps(base_eval.as_dict()))
         prefix = f"{spec.output_prefix}checkpoints/step-{step}/"
         asyncio.run(_upload_dir(spec, folder, prefix, everything=True))
         reporter.checkpoint(step, prefix, metrics)
