@@ -197,3 +197,15 @@ def test_cancel_and_invalid_moves_are_400_without_retry(server: RunningServer, a
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.retrieve("ftjob-doesnotexist")
+
+
+def test_checkpoints_of_a_job_that_has_none(client: openai.OpenAI) -> None:
+    job = client.fine_tuning.jobs.create(model="tiny-chat", training_file=upload(client, chat_jsonl(12)))
+    page = client.fine_tuning.jobs.checkpoints.list(job.id)
+    assert (page.data, page.first_id, page.last_id, page.has_more) == ([], None, None, False)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.fine_tuning.jobs.checkpoints.list(job.id, after="ftckpt_unknown")
+    assert err.value.param == "after" and err.value.message.endswith("No such checkpoint: ftckpt_unknown")
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.checkpoints.list("ftjob-doesnotexist")
+    client.fine_tuning.jobs.cancel(job.id)
