@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.catalogue import Catalogue
+from api.chat.router import router as chat_router
 from api.db.migrate import upgrade
 from api.db.session import create_engine, session_factory
 from api.dispatch.dispatcher import Dispatcher
@@ -20,7 +21,10 @@ from api.files.router import router as files_router
 from api.fine_tuning.internal import router as internal_router
 from api.fine_tuning.router import router as fine_tuning_router
 from api.logging import RequestContextMiddleware
+from api.models.resolver import ModelResolver
+from api.models.router import router as models_router
 from api.ops import router as ops_router
+from api.serving import build_serving
 from api.settings import Settings
 from api.sweeper import run_sweeper
 from api.uploads.router import router as uploads_router
@@ -39,6 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = session_factory(engine)
         app.state.store = store
         app.state.catalogue = Catalogue.load(settings.models_file)
+        app.state.resolver = ModelResolver(app.state.catalogue, settings.data_dir.resolve() / "models")
+        app.state.serving = await build_serving(settings, app.state.resolver, store)
         executor = LocalExecutor(settings.data_dir.resolve() / "runs")
         dispatcher = Dispatcher(app.state.sessions, store, app.state.catalogue, settings, executor)
         tasks = [
@@ -53,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await app.state.serving.aclose()
             await store.close()
             await engine.dispose()
 
@@ -68,6 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files_router)
     app.include_router(uploads_router)
     app.include_router(fine_tuning_router)
+    app.include_router(models_router)
+    app.include_router(chat_router)
     app.include_router(internal_router)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     return app

@@ -25,6 +25,7 @@ class BaseModelEntry(BaseModel):
     base_learning_rate: float = Field(gt=0, description="multiplied by learning_rate_multiplier")
     default_batch_size: int = Field(default=8, ge=1, le=256)
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    created: int = Field(default=0, description="Unix time the base model was published (0: unknown).")
 
 
 TINY_CHAT = BaseModelEntry(

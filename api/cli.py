@@ -50,6 +50,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (FTAPI_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (FTAPI_PORT).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Database and local blobs (FTAPI_DATA_DIR).")] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="Chat engine: transformers (in process) or vllm (FTAPI_ENGINE, FTAPI_VLLM__*)."),
+    ] = None,
 ) -> None:
     """Run the API service."""
     import uvicorn
@@ -58,10 +62,17 @@ def serve(
     from api.db.migrate import upgrade
     from api.logging import configure_logging
 
-    settings = _settings(host=host, port=port, data_dir=data_dir)
+    settings = _settings(host=host, port=port, data_dir=data_dir, engine=engine)
     configure_logging(settings.log_format, settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+    if settings.engine == "vllm" and settings.vllm.url is None:
+        from serving.vllm_env import default_env_dir, ensure_vllm_env, is_installed
+
+        env_dir = settings.vllm.env_dir or default_env_dir()
+        if not is_installed(env_dir):
+            typer.echo(f"Installing vLLM into {env_dir} (about 2 minutes and 3.5 GB, once)...", err=True)
+        ensure_vllm_env(env_dir)
     key = asyncio.run(_bootstrap_key(settings))
     if key is not None:
         typer.echo(

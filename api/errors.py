@@ -1,6 +1,7 @@
 """The error hierarchy and its single mapping to OpenAI's envelope.
 
-Every non-2xx response leaves through `install_error_handlers`: domain errors, framework
+Every non-2xx response leaves through `install_error_handlers`: domain errors, engine errors
+(serving.errors, mapped field for field), framework
 validation (400, never 422), unknown routes. Unhandled exceptions become a 500 envelope in
 api.logging's middleware
 (outermost, so that response still carries the request id).
@@ -14,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.errors import EngineError
 
 
 class FtapiError(Exception):
@@ -56,15 +59,22 @@ class PayloadTooLarge(FtapiError):
     status = 413
 
 
+class ServiceUnavailable(FtapiError):
+    status = 503
+    type = "server_error"
+    retryable = True
+
+
 class ServerError(FtapiError):
     status = 500
     type = "server_error"
     retryable = True
 
 
-def error_response(err: FtapiError) -> JSONResponse:
+def error_response(err: FtapiError | EngineError) -> JSONResponse:
     headers = {"x-should-retry": "true" if err.retryable else "false"}
-    return JSONResponse(err.envelope(), status_code=err.status, headers=headers)
+    envelope = {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+    return JSONResponse(envelope, status_code=err.status, headers=headers)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str | None:
@@ -88,6 +98,10 @@ def _validation_message(err: dict[str, Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FtapiError)
     async def _ftapi(_: Request, exc: FtapiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(EngineError)
+    async def _engine(_: Request, exc: EngineError) -> JSONResponse:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)

@@ -17,7 +17,7 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: the database and the blob store are reachable."""
+    """Readiness: the database and the blob store are reachable; the engines' state is shown."""
     checks: dict[str, str] = {}
     try:
         async with request.app.state.sessions() as session:
@@ -31,6 +31,11 @@ async def ready(request: Request) -> JSONResponse:
     except Exception:
         checks["storage"] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
+    # Engines are reported, not required: files and jobs work while a vLLM server starts.
+    engines = {
+        name: "ok" if up else "starting" for name, up in (await request.app.state.serving.ready()).items()
+    }
     return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+        {"status": "ok" if ok else "unavailable", "checks": checks, "engines": engines},
+        status_code=200 if ok else 503,
     )

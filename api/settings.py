@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.vllm import VllmConfig
 from storage.config import LocalStoreConfig, S3StoreConfig
 
 MB = 1024 * 1024
@@ -52,6 +53,12 @@ class Settings(BaseSettings):
     )
     run_lease_seconds: int = Field(default=60, ge=2, description="A worker silent this long loses its runs.")
     max_job_attempts: int = Field(default=3, ge=1, description="Starts of a job before it fails for good.")
+    engine: Literal["transformers", "vllm"] = Field(
+        default="transformers",
+        description="Chat engine: in-process transformers (works anywhere) or a vLLM server (FTAPI_VLLM__*).",
+    )
+    max_loaded_adapters: int = Field(default=4, ge=1, description="Adapters the transformers engine keeps.")
+    vllm: VllmConfig = Field(default_factory=VllmConfig)
     internal_url: str | None = Field(
         default=None, description="How trainers reach this API; default from host/port."
     )

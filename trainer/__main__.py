@@ -1,4 +1,4 @@
-"""`python -m trainer run --spec SPEC.json [--events EVENTS.jsonl]`."""
+"""`python -m trainer run --spec SPEC.json [--events EVENTS.jsonl]`; `python -m trainer base-model`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,17 @@ def main(argv: list[str] | None = None) -> int:
     run_p = sub.add_parser("run", help="Run one fine-tuning job from its spec.")
     run_p.add_argument("--spec", type=Path, required=True)
     run_p.add_argument("--events", type=Path, help="Append events to this JSONL file.")
+    base_p = sub.add_parser(
+        "base-model", help="Print where a catalogue source loads from (builds tiny-chat)."
+    )
+    base_p.add_argument("--source", required=True)
+    base_p.add_argument("--cache-dir", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.command == "base-model":
+        from trainer.tiny import resolve_base_model
+
+        print(resolve_base_model(args.source, args.cache_dir))
+        return 0
     spec = JobSpec.model_validate_json(args.spec.read_text())
     reporter: Reporter
     if spec.report_url and not args.events:

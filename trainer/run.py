@@ -16,17 +16,11 @@ from storage.factory import build_store
 from trainer.reporter import Reporter
 from trainer.spec import JobSpec
 from trainer.stop import Stopped, StopRequest
-from trainer.tiny import TINY_CHAT, build_tiny_chat
+from trainer.tiny import resolve_base_model
 
 BASE_EVALUATION_FILE = "ftapi_base_evaluation.json"  # kept in each checkpoint for resumed attempts
 # Files a saved adapter or model may contain; anything else (pickles, code) is never uploaded.
 _ALLOWED_OUTPUTS = (".safetensors", ".json", ".jinja", ".txt", ".model")
-
-
-def resolve_base_model(source: str, cache_dir: Path) -> str:
-    if source == f"builtin:{TINY_CHAT}":
-        return str(build_tiny_chat(cache_dir))
-    return source  # a local directory or a hub id (hub downloads only where the network allows)
 
 
 async def _save_blob(store: BlobStore, key: str, dest: Path) -> None:

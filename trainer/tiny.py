@@ -131,3 +131,10 @@ def build_tiny_chat(cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def resolve_base_model(source: str, cache_dir: Path) -> str:
+    """A catalogue `source` as something `from_pretrained` (or vLLM's --model) loads."""
+    if source == f"builtin:{TINY_CHAT}":
+        return str(build_tiny_chat(cache_dir))
+    return source  # a local directory or a hub id (hub downloads only where the network allows)

@@ -19,11 +19,13 @@ from api.db.tables import (
     ProjectRow,
 )
 from api.deps import SessionDep, StoreDep
-from api.errors import AuthenticationFailed, InvalidRequest, NotFound
-from api.fine_tuning.repository import add_event, checkpoints_newest_first, transition
+from api.errors import AuthenticationFailed, FtapiError, InvalidRequest, NotFound, ServiceUnavailable
+from api.fine_tuning.repository import add_event, checkpoints_newest_first, fail_job, transition
 from api.fine_tuning.results import evaluation_csv, job_prefix, step_metrics_csv
 from api.fine_tuning.schemas import Metrics
 from api.ids import hash_api_key, new_id, now_us, random_base62
+from api.models.router import RegistryDep, ResolverDep
+from serving.errors import EngineError, EngineUnavailable
 
 KEPT_CHECKPOINTS = 3  # OpenAI keeps the last three; older ones are deleted with their files
 router = APIRouter(prefix="/internal/v1/fine_tuning/jobs/{job_id}", include_in_schema=False)
@@ -161,10 +163,22 @@ async def trainer_complete(
     body: TrainerCompletion,
     session: SessionDep,
     store: StoreDep,
+    resolver: ResolverDep,
+    registry: RegistryDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     job = await _reporting_job(session, job_id, authorization, frozenset({"running"}))
     name = await _model_name(session, job)
+    # A model that cannot answer is not a finished model: load it and complete one token first.
+    try:
+        await registry.probe(await resolver.final_model(job, name))
+    except EngineUnavailable as exc:  # the trainer retries; a later attempt resumes at the last step
+        raise ServiceUnavailable(f"The serving engine is not ready: {exc.message}") from exc
+    except (EngineError, FtapiError) as exc:
+        await fail_job(
+            session, job_id, {"running"}, "model_not_servable", f"The trained model cannot be served: {exc}"
+        )
+        return
     metrics = await session.scalars(
         select(FineTuningJobEventRow.data)
         .where(FineTuningJobEventRow.job_id == job_id, FineTuningJobEventRow.type == "metrics")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
-from api.catalogue import Catalogue
+from api.catalogue import BaseModelEntry, Catalogue
 from api.db.tables import FineTuningJobRow
 from api.errors import InvalidRequest, NotFound
 from api.files.repository import FileRepository
@@ -37,6 +37,7 @@ from api.fine_tuning.schemas import (
 )
 from api.idempotency import write_once
 from api.ids import new_id, now_us
+from api.serving import vllm_base
 from api.settings import Settings
 
 _SUPERVISED_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
@@ -119,6 +120,19 @@ class JobService:
         if row is None or row.purpose != "fine-tune":
             raise InvalidRequest(f"invalid {param}: {file_id}", param=param)
 
+    def _check_servable(self, entry: BaseModelEntry) -> None:
+        """Refuse now a LoRA rank the vLLM server cannot load, rather than after hours of training."""
+        settings = self.settings
+        if settings.engine != "vllm" or entry.mode != "lora":
+            return
+        if entry.id == vllm_base(settings, self.catalogue).id and entry.lora.r > settings.vllm.max_lora_rank:
+            raise InvalidRequest(
+                f"Model {entry.id} trains LoRA adapters of rank {entry.lora.r}, but the serving engine "
+                f"loads at most rank {settings.vllm.max_lora_rank} (FTAPI_VLLM__MAX_LORA_RANK).",
+                param="model",
+                code="model_not_available",
+            )
+
     async def create(self, params: FineTuningJobCreateParams, idempotency_key: str | None) -> FineTuningJob:
         if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
             return self._object(existing)
@@ -134,6 +148,7 @@ class JobService:
             raise InvalidRequest(
                 f"Model {params.model} does not support method {method}.", param="method.type"
             )
+        self._check_servable(entry)
         await self._check_file(params.training_file, "training_file")
         await self._check_file(params.validation_file, "validation_file")
         row = FineTuningJobRow(

@@ -1,0 +1,1 @@
+"""/v1/chat/completions, answered by the serving engines."""

@@ -1,0 +1,68 @@
+"""HTTP for /v1/chat/completions: resolve the model for this project, hand the request to serving."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from api.auth import Principal, authenticate
+from api.chat.schemas import ChatCompletionCreateParams
+from api.models.resolver import ModelResolver
+from api.models.router import RegistryDep
+from api.settings import Settings
+
+router = APIRouter(prefix="/v1/chat", tags=["chat"])
+
+
+async def chat_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    # A session of its own, closed at once: a long stream must not hold a database connection
+    # (the shared session dependency keeps its connection for the whole request).
+    settings: Settings = request.app.state.settings
+    configured = settings.api_key.get_secret_value() if settings.api_key else None
+    async with request.app.state.sessions() as session:
+        return await authenticate(session, authorization, configured)
+
+
+@router.post(
+    "/completions",
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "A chat.completion, or SSE chunks"}
+    },
+)
+async def create_chat_completion(
+    params: ChatCompletionCreateParams,
+    request: Request,
+    principal: Annotated[Principal, Depends(chat_principal)],
+    registry: RegistryDep,
+) -> Any:
+    """Chat with a base model, a fine-tuned model or a checkpoint of this project."""
+    resolver: ModelResolver = request.app.state.resolver
+    async with request.app.state.sessions() as session:
+        served = await resolver.resolve(session, principal.project_id, params.model)
+    body = params.engine_body()
+    if not params.stream:
+        return JSONResponse(await registry.chat(served, body))
+    events = await registry.chat_stream(served, body)
+    # Pull the first event before answering: failures up to there get a real status code.
+    first = await anext(events)
+    return StreamingResponse(
+        _prepend(first, events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for event in rest:
+            yield event
+    finally:  # a client that went away stops the generation behind the stream
+        close = getattr(rest, "aclose", None)
+        if close is not None:
+            await close()

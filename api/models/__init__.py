@@ -1,0 +1,1 @@
+"""/v1/models: the catalogue's base models and this project's tuned models."""

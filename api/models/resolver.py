@@ -1,0 +1,135 @@
+"""Model names → what serving must load. The only way a name reaches an engine.
+
+Names resolve against the catalogue (base models) and this project's succeeded jobs and their
+checkpoints, never against paths: the weights are always under the job's own storage prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.catalogue import BaseModelEntry, Catalogue
+from api.db.tables import FineTuningJobCheckpointRow, FineTuningJobRow
+from api.errors import NotFound, ServerError
+from api.fine_tuning.results import job_prefix
+from serving.models import ServedModel
+
+
+def model_not_found(name: str) -> NotFound:
+    return NotFound(
+        f"The model `{name}` does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+@dataclass(frozen=True)
+class TunedModel:
+    """A tuned model of one project: a job's final model or one of its checkpoints."""
+
+    served: ServedModel
+    job: FineTuningJobRow
+    checkpoint: FineTuningJobCheckpointRow | None
+
+
+class ModelResolver:
+    def __init__(self, catalogue: Catalogue, models_cache: Path) -> None:
+        self.catalogue = catalogue
+        self._models_cache = models_cache
+        self._base_paths: dict[str, str] = {}
+        self._build_lock = asyncio.Lock()
+
+    async def base_path(self, entry: BaseModelEntry) -> str:
+        """Where the engines load a base model from. Local directories and hub ids pass through; a
+        builtin model is built on first use, by the trainer's code in a child process, so the API
+        process never imports the ML stack for it."""
+        if not entry.source.startswith("builtin:"):
+            return entry.source
+        if entry.id not in self._base_paths:
+            async with self._build_lock:
+                if entry.id not in self._base_paths:
+                    self._base_paths[entry.id] = await self._build(entry.source)
+        return self._base_paths[entry.id]
+
+    async def _build(self, source: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "trainer",
+            "base-model",
+            "--source",
+            source,
+            "--cache-dir",
+            str(self._models_cache),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            raise ServerError(f"Could not prepare the base model {source}: {err.decode()[-500:]}")
+        return out.decode().strip().splitlines()[-1]
+
+    async def base(self, entry: BaseModelEntry) -> ServedModel:
+        return ServedModel(
+            name=entry.id, base_id=entry.id, base_path=await self.base_path(entry), kind="base"
+        )
+
+    async def job_model(self, job: FineTuningJobRow, name: str, weights_prefix: str) -> ServedModel:
+        entry = self.catalogue.get(job.model)
+        if entry is None:  # the catalogue no longer offers the job's base model
+            raise model_not_found(name)
+        return ServedModel(
+            name=name,
+            base_id=entry.id,
+            base_path=await self.base_path(entry),
+            kind="lora" if entry.mode == "lora" else "full",
+            weights_prefix=weights_prefix,
+            lora_rank=entry.lora.r if entry.mode == "lora" else None,
+        )
+
+    async def final_model(self, job: FineTuningJobRow, name: str) -> ServedModel:
+        return await self.job_model(job, name, job_prefix(job.project_id, job.id) + "model/")
+
+    async def tuned(self, session: AsyncSession, project_id: str, name: str) -> TunedModel | None:
+        job = await session.scalar(
+            select(FineTuningJobRow).where(
+                FineTuningJobRow.fine_tuned_model == name,
+                FineTuningJobRow.project_id == project_id,
+                FineTuningJobRow.status == "succeeded",
+                FineTuningJobRow.model_deleted_at.is_(None),
+            )
+        )
+        if job is not None:
+            return TunedModel(await self.final_model(job, name), job, None)
+        found = (
+            await session.execute(
+                select(FineTuningJobCheckpointRow, FineTuningJobRow)
+                .join(FineTuningJobRow, FineTuningJobRow.id == FineTuningJobCheckpointRow.job_id)
+                .where(
+                    FineTuningJobCheckpointRow.fine_tuned_model_checkpoint == name,
+                    FineTuningJobCheckpointRow.model_deleted_at.is_(None),
+                    FineTuningJobRow.project_id == project_id,
+                )
+            )
+        ).first()
+        if found is None:
+            return None
+        checkpoint, job = found
+        if job.fine_tuned_model == name:  # the final checkpoint of a model deleted as a whole
+            return None
+        return TunedModel(await self.job_model(job, name, checkpoint.storage_prefix), job, checkpoint)
+
+    async def resolve(self, session: AsyncSession, project_id: str, name: str) -> ServedModel:
+        entry = self.catalogue.get(name)
+        if entry is not None:
+            return await self.base(entry)
+        tuned = await self.tuned(session, project_id, name)
+        if tuned is None:
+            raise model_not_found(name)
+        return tuned.served

@@ -1,0 +1,108 @@
+"""HTTP for /v1/models."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from sqlalchemy import select, update
+
+from api.db.tables import FineTuningJobCheckpointRow, FineTuningJobRow
+from api.deps import PrincipalDep, SessionDep, SettingsDep
+from api.errors import PermissionDenied
+from api.models.resolver import ModelResolver, model_not_found
+from api.models.schemas import Model, ModelDeleted, ModelList
+from serving.registry import ServingRegistry
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+BASE_OWNER = "system"
+ModelName = Annotated[str, Path(description="A base model id or a fine-tuned model name (ft:...).")]
+
+
+def get_resolver(request: Request) -> ModelResolver:
+    return request.app.state.resolver  # type: ignore[no-any-return]
+
+
+def get_registry(request: Request) -> ServingRegistry:
+    return request.app.state.serving  # type: ignore[no-any-return]
+
+
+ResolverDep = Annotated[ModelResolver, Depends(get_resolver)]
+RegistryDep = Annotated[ServingRegistry, Depends(get_registry)]
+
+
+@router.get("", response_model=ModelList)
+async def list_models(
+    session: SessionDep, principal: PrincipalDep, settings: SettingsDep, resolver: ResolverDep
+) -> ModelList:
+    """The base models of the catalogue, then this project's fine-tuned models, newest first.
+    Checkpoint models are not listed (as at OpenAI) but resolve in retrieve and chat."""
+    base = [Model(id=e.id, created=e.created, owned_by=BASE_OWNER) for e in resolver.catalogue.all()]
+    jobs = await session.scalars(
+        select(FineTuningJobRow)
+        .where(
+            FineTuningJobRow.project_id == principal.project_id,
+            FineTuningJobRow.status == "succeeded",
+            FineTuningJobRow.model_deleted_at.is_(None),
+            FineTuningJobRow.fine_tuned_model.is_not(None),
+        )
+        .order_by(FineTuningJobRow.finished_at.desc(), FineTuningJobRow.id.desc())
+    )
+    tuned = [
+        Model(id=j.fine_tuned_model or "", created=j.finished_at or 0, owned_by=settings.organization_id)
+        for j in jobs
+    ]
+    return ModelList(data=base + tuned)
+
+
+@router.get("/{model:path}", response_model=Model)
+async def retrieve_model(
+    model: ModelName,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    resolver: ResolverDep,
+) -> Model:
+    """A base model, a fine-tuned model or a checkpoint of this project."""
+    entry = resolver.catalogue.get(model)
+    if entry is not None:
+        return Model(id=entry.id, created=entry.created, owned_by=BASE_OWNER)
+    tuned = await resolver.tuned(session, principal.project_id, model)
+    if tuned is None:
+        raise model_not_found(model)
+    created = tuned.checkpoint.created_at_us // 1_000_000 if tuned.checkpoint else tuned.job.finished_at or 0
+    return Model(id=model, created=created, owned_by=settings.organization_id)
+
+
+@router.delete("/{model:path}", response_model=ModelDeleted)
+async def delete_model(
+    model: ModelName,
+    session: SessionDep,
+    principal: PrincipalDep,
+    resolver: ResolverDep,
+    registry: RegistryDep,
+) -> ModelDeleted:
+    """Delete a fine-tuned model (or checkpoint): it leaves the engines and no longer resolves.
+    The job keeps its record and `fine_tuned_model`, as at OpenAI."""
+    if resolver.catalogue.get(model) is not None:
+        raise PermissionDenied(f"The model `{model}` is a base model and cannot be deleted.", param="model")
+    tuned = await resolver.tuned(session, principal.project_id, model)
+    if tuned is None:
+        raise model_not_found(model)
+    now = int(time.time())
+    if tuned.checkpoint is None:
+        tuned.job.model_deleted_at = now
+    # A job's model is also its final checkpoint's name: both go.
+    await session.execute(
+        update(FineTuningJobCheckpointRow)
+        .where(
+            FineTuningJobCheckpointRow.job_id == tuned.job.id,
+            FineTuningJobCheckpointRow.fine_tuned_model_checkpoint == model,
+        )
+        .values(model_deleted_at=now)
+    )
+    await session.commit()
+    await registry.unload(tuned.served)
+    return ModelDeleted(id=model, deleted=True)

