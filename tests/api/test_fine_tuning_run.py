@@ -15,7 +15,13 @@ import openai
 import pytest
 
 from tests.conftest import Project, new_project
-from tests.support.jobs import events_oldest_first, is_checkpoint, wait_for_event, wait_for_status
+from tests.support.jobs import (
+    events_oldest_first,
+    is_checkpoint,
+    right_answers,
+    wait_for_event,
+    wait_for_status,
+)
 from tests.support.sentiment import preference_rows, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer
 from tests.trainer.test_run import exact_match
@@ -156,16 +162,7 @@ def test_full_fine_tuning_job(client: openai.OpenAI, server: RunningServer, proj
     assert float(base[4]) == 0 and float(tuned[4]) >= 0.9
     assert float(tuned[2]) < 0.5 < float(base[2])  # full fine-tuning drives the loss right down
     # The whole tuned model is served (by the in-process engine) under the job's model name.
-    hits = 0
-    for row in test:
-        messages = row["messages"]
-        assert isinstance(messages, list)
-        answer = client.chat.completions.create(
-            model=done.fine_tuned_model or "", messages=messages[:-1], temperature=0, max_completion_tokens=12
-        )
-        assert answer.model == done.fine_tuned_model
-        hits += answer.choices[0].message.content == messages[-1]["content"]
-    assert hits >= 13
+    assert right_answers(client, done.fine_tuned_model or "") >= 13
     if server.env.get("FTAPI_STORAGE_BACKEND") != "s3":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -14,8 +14,8 @@ import openai
 import pytest
 
 from tests.conftest import Project, new_project
-from tests.support.jobs import wait_for_status
-from tests.support.sentiment import sentiment_sets, to_jsonl
+from tests.support.jobs import right_answers, tune_sentiment
+from tests.support.sentiment import held_out_prompts
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.slow
@@ -39,44 +39,14 @@ def sdk(server: RunningServer, key: str) -> openai.OpenAI:
 def tuned(training_server: RunningServer) -> Iterator[Tuned]:
     project = new_project(training_server)
     client = sdk(training_server, project.key)
-    train, _ = sentiment_sets()
-    fid = client.files.create(file=("train.jsonl", to_jsonl(train)), purpose="fine-tune").id
-    job = client.fine_tuning.jobs.create(
-        model="tiny-chat",
-        training_file=fid,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}},
-        suffix="serve",
-    )
-    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
-    assert done.status == "succeeded", done.error
-    assert done.fine_tuned_model
-    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    done = tune_sentiment(client, "serve")
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(done.id).data
     earlier = [
         c.fine_tuned_model_checkpoint
         for c in checkpoints
         if c.fine_tuned_model_checkpoint != done.fine_tuned_model
     ]
-    yield Tuned(training_server, project, client, job.id, done.fine_tuned_model, earlier[0])
-
-
-def prompts() -> list[tuple[list[dict[str, str]], str]]:
-    _, held_out = sentiment_sets()
-    out = []
-    for row in held_out:
-        messages = row["messages"]
-        assert isinstance(messages, list)
-        out.append((messages[:-1], messages[-1]["content"]))
-    return out
-
-
-def answers(client: openai.OpenAI, model: str) -> int:
-    hits = 0
-    for messages, expected in prompts():
-        done = client.chat.completions.create(
-            model=model, messages=messages, temperature=0, max_completion_tokens=12
-        )  # type: ignore[arg-type]
-        hits += (done.choices[0].message.content or "").strip() == expected
-    return hits
+    yield Tuned(training_server, project, client, done.id, done.fine_tuned_model or "", earlier[0])
 
 
 def test_models_lists_base_and_tuned_models_of_the_project(tuned: Tuned) -> None:
@@ -102,9 +72,9 @@ def test_models_lists_base_and_tuned_models_of_the_project(tuned: Tuned) -> None
 
 
 def test_chat_answers_with_the_tuned_behaviour(tuned: Tuned) -> None:
-    assert answers(tuned.client, tuned.model) >= 13
-    assert answers(tuned.client, "tiny-chat") <= 3
-    messages, _ = prompts()[0]
+    assert right_answers(tuned.client, tuned.model) >= 13
+    assert right_answers(tuned.client, "tiny-chat") <= 3
+    messages, _ = held_out_prompts()[0]
     done = tuned.client.chat.completions.create(model=tuned.model, messages=messages, temperature=0)  # type: ignore[arg-type]
     assert done.model == tuned.model and done.object == "chat.completion"
     assert done.choices[0].finish_reason == "stop" and done.usage is not None
@@ -115,7 +85,7 @@ def test_chat_answers_with_the_tuned_behaviour(tuned: Tuned) -> None:
 
 
 def test_streaming_gives_the_same_answer_in_chunks(tuned: Tuned) -> None:
-    messages, expected = prompts()[1]
+    messages, expected = held_out_prompts()[1]
     stream = tuned.client.chat.completions.create(
         model=tuned.model,
         messages=messages,  # type: ignore[arg-type]

@@ -19,9 +19,9 @@ import pytest
 
 from serving.vllm_env import ensure_vllm_env
 from tests.conftest import ADMIN_KEY, TRAINING_CATALOGUE, Project, new_project
-from tests.support.jobs import wait_for_status
+from tests.support.jobs import right_answers, tune_sentiment
 from tests.support.moto_server import free_port
-from tests.support.sentiment import sentiment_sets, to_jsonl
+from tests.support.sentiment import held_out_prompts, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
 
 pytestmark = pytest.mark.slow
@@ -78,43 +78,18 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmDeploym
             proc.kill()
 
 
-def held_out() -> list[tuple[list[dict[str, str]], str]]:
-    _, test = sentiment_sets()
-    return [(row["messages"][:-1], row["messages"][-1]["content"]) for row in test]  # type: ignore[index]
-
-
-def hits(client: openai.OpenAI, model: str) -> int:
-    right = 0
-    for messages, expected in held_out():
-        done = client.chat.completions.create(
-            model=model, messages=messages, temperature=0, max_completion_tokens=12
-        )  # type: ignore[arg-type]
-        assert done.model == model
-        right += (done.choices[0].message.content or "").strip() == expected
-    return right
-
-
 def test_a_tuned_model_is_served_by_vllm(deployment: VllmDeployment) -> None:
     client = deployment.client
-    train, _ = sentiment_sets()
-    fid = client.files.create(file=("train.jsonl", to_jsonl(train)), purpose="fine-tune").id
-    job = client.fine_tuning.jobs.create(
-        model="tiny-chat",
-        training_file=fid,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}},
-        suffix="vllm",
-    )
-    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=600)
-    assert done.status == "succeeded", done.error
+    done = tune_sentiment(client, "vllm")
     deployment.model = model = done.fine_tuned_model or ""
     # Servable before succeeded: the job's adapter was loaded into vLLM before the job finished.
     loaded = httpx.get(deployment.vllm_url + "/v1/models").json()["data"]
     assert model in [m["id"] for m in loaded]
 
-    assert hits(client, model) >= 13
-    assert hits(client, "tiny-chat") <= 3
+    assert right_answers(client, model) >= 13
+    assert right_answers(client, "tiny-chat") <= 3
     # Only vLLM does these: the transformers engine answers 400 for tools and response_format.
-    messages, _ = held_out()[0]
+    messages, _ = held_out_prompts()[0]
     tool = {"type": "function", "function": {"name": "label", "parameters": {"type": "object"}}}
     both = client.chat.completions.create(
         model=model,
@@ -131,7 +106,7 @@ def test_a_tuned_model_is_served_by_vllm(deployment: VllmDeployment) -> None:
 
 
 def test_streaming_through_ftapi(deployment: VllmDeployment) -> None:
-    messages, expected = held_out()[1]
+    messages, expected = held_out_prompts()[1]
     chunks = list(
         deployment.client.chat.completions.create(
             model=deployment.model,
@@ -163,7 +138,7 @@ def test_the_tuned_model_answers_after_vllm_crashes(deployment: VllmDeployment) 
     deadline = time.monotonic() + 600
     while True:  # 503s (with x-should-retry) while the supervisor restarts vLLM, then answers
         try:
-            assert hits(deployment.client, deployment.model) >= 13
+            assert right_answers(deployment.client, deployment.model) >= 13
             break
         except openai.InternalServerError:
             assert time.monotonic() < deadline, deployment.server.log_text()[-3000:]

@@ -56,3 +56,14 @@ def preference_rows(rows: list[dict[str, object]]) -> list[dict[str, object]]:
             }
         )
     return out
+
+
+def held_out_prompts() -> list[tuple[list[dict[str, str]], str]]:
+    """(prompt messages, the exact answer a tuned model gives) for the held-out examples."""
+    _, test = sentiment_sets()
+    cases = []
+    for row in test:
+        messages = row["messages"]
+        assert isinstance(messages, list)
+        cases.append((messages[:-1], messages[-1]["content"]))
+    return cases
