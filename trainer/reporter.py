@@ -49,6 +49,9 @@ class JsonlReporter:
         self._write({"type": "complete", "level": "info", "message": "completed", "data": summary})
 
 
+COMPLETE_TIMEOUT_SECONDS = 900
+
+
 class HttpReporter:
     """Posts to the API's internal endpoints for this job; retries briefly so a blip loses nothing."""
 
@@ -56,7 +59,7 @@ class HttpReporter:
         self.url = f"{base_url.rstrip('/')}/internal/v1/fine_tuning/jobs/{job_id}"
         self.token = token or os.environ["FTAPI_JOB_TOKEN"]
 
-    def _post(self, path: str, body: dict[str, Any]) -> None:
+    def _post(self, path: str, body: dict[str, Any], timeout: float = 30) -> None:
         request = urllib.request.Request(
             self.url + path,
             data=json.dumps(body).encode(),
@@ -65,7 +68,7 @@ class HttpReporter:
         )
         for attempt in range(5):
             try:
-                with urllib.request.urlopen(request, timeout=30):
+                with urllib.request.urlopen(request, timeout=timeout):
                     return
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:
@@ -85,4 +88,6 @@ class HttpReporter:
         self._post("/checkpoints", {"step": step, "storage_prefix": storage_prefix, "metrics": metrics})
 
     def complete(self, summary: dict[str, Any]) -> None:
-        self._post("/complete", summary)
+        # The API loads the model into its engine and probes it before answering: minutes for a
+        # large model on a cold engine. A timeout here would retry a completion already under way.
+        self._post("/complete", summary, timeout=COMPLETE_TIMEOUT_SECONDS)

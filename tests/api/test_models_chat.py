@@ -111,6 +111,11 @@ def test_chat_errors_are_openai_envelopes(tuned: Tuned) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         client.chat.completions.create(model="ft:tiny-chat:nobody:x:abcdefgh", messages=hi)  # type: ignore[arg-type]
     assert missing.value.code == "model_not_found"
+    # Names resolve against the catalogue and this project's jobs only, never against paths.
+    for name in ("/etc", "../blobs", str(tuned.server.data_dir / "models" / "tiny-chat-v1")):
+        with pytest.raises(openai.NotFoundError) as path:
+            client.chat.completions.create(model=name, messages=hi)  # type: ignore[arg-type]
+        assert path.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError) as bad_n:
         client.chat.completions.create(model=tuned.model, messages=hi, n=0)  # type: ignore[arg-type]
     assert bad_n.value.param == "n"
