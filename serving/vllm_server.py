@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import structlog
 
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+from serving.process import die_with_parent
+
 log = structlog.get_logger()
 
 HOST = "127.0.0.1"
@@ -118,7 +117,7 @@ class ManagedVllmServer:
                 stderr=asyncio.subprocess.STDOUT,
                 env=self.config.environment(),
                 start_new_session=True,  # its own process group, see the module docstring
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,  # no orphan keeps the port
             )
         log.info("vllm.started", pid=proc.pid, port=self.config.port, log_path=str(self.config.log_path))
         return proc
@@ -202,14 +201,6 @@ class ManagedVllmServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         log.info("vllm.stopped", port=self.config.port)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when ftapi dies, even by SIGKILL, so no orphaned vLLM
-    keeps the port (and the memory) from the next ftapi. Linux only; elsewhere a no-op."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from api.dispatch.executor import RunStatus
+from serving.process import die_with_parent
 from trainer.spec import JobSpec
-
-_prctl: Callable[..., int] | None
-try:  # resolved here, in the parent: the forked child of a threaded process must not import
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux
-    _prctl = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """SIGTERM the trainer when the worker that started it dies, even by SIGKILL, so an orphan
-    never trains on beside the attempt that replaces it. Runs in the child between fork and exec."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LocalExecutor:
@@ -47,7 +32,7 @@ class LocalExecutor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: signals reach its children too
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         handle = f"local:{proc.pid}"
         self._runs[handle] = proc
