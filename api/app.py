@@ -21,6 +21,8 @@ from api.files.router import router as files_router
 from api.fine_tuning.internal import router as internal_router
 from api.fine_tuning.router import router as fine_tuning_router
 from api.logging import RequestContextMiddleware
+from api.metrics import Metrics
+from api.metrics import router as metrics_router
 from api.models.resolver import ModelResolver
 from api.models.router import router as models_router
 from api.ops import router as ops_router
@@ -70,8 +72,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.state.metrics = Metrics()
+    app.add_middleware(RequestContextMiddleware, observe=app.state.metrics.observe_request)
     app.include_router(ops_router)
+    app.include_router(metrics_router)
     app.include_router(files_router)
     app.include_router(uploads_router)
     app.include_router(fine_tuning_router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import structlog
@@ -43,11 +44,15 @@ _SERVER_ERROR = (
 )
 
 
+ObserveRequest = Callable[[str, str, int, float], None]  # method, route template, status, seconds
+
+
 class RequestContextMiddleware:
     """Adds `x-request-id`, `openai-version` and `openai-processing-ms`; logs one access line."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observe: ObserveRequest | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,10 +95,15 @@ class RequestContextMiddleware:
                     )
                     await send({"type": "http.response.body", "body": _SERVER_ERROR})
             finally:
+                seconds = time.perf_counter() - start
                 log.info(
                     "request",
                     method=scope.get("method"),
                     path=scope.get("path"),
                     status=status,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                    duration_ms=round(seconds * 1000, 2),
                 )
+                if self.observe is not None:
+                    # The route's template, not the path: ids must not become label values.
+                    route = getattr(scope.get("route"), "path", None) or "unmatched"
+                    self.observe(str(scope.get("method")), route, status, seconds)
