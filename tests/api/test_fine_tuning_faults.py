@@ -172,3 +172,96 @@ def test_two_workers_on_postgres_never_run_a_job_twice(tmp_path: Path) -> None:
                 sorted(p.name for p in (tmp_path / f"worker{i}" / "runs").glob("ftjob-*")) for i in range(2)
             ]
             assert all(ran) and not set(ran[0]) & set(ran[1]), ran
+
+
+@pytest.mark.postgres
+def test_replicas_and_workers_agree_under_concurrent_create_and_cancel(tmp_path: Path) -> None:
+    """Two API replicas and two workers on one PostgreSQL: creates (some retried on the other
+    replica with the same Idempotency-Key) and cancels race; every job ends in one consistent state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.postgres import temporary_database
+
+    method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}}
+    with temporary_database() as url:
+        env = {
+            "FTAPI_API_KEY": ADMIN_KEY,
+            "FTAPI_DATABASE_URL": url,
+            "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.1",
+            "FTAPI_MAX_CONCURRENT_JOBS": "0",
+            "FTAPI_LOCAL_STORAGE_ROOT": str(tmp_path / "blobs"),  # at scale: one S3 bucket
+        }
+        with run_server(tmp_path / "api1", env) as one, run_server(tmp_path / "api2", env) as two:
+            clients = [
+                openai.OpenAI(base_url=s.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
+                for s in (one, two)
+            ]
+            fid = (
+                clients[0]
+                .files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune")
+                .id
+            )
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "api.cli", "worker", "--data-dir", str(tmp_path / f"worker{i}")],
+                    env={
+                        **os.environ,
+                        **one.env,
+                        "FTAPI_MAX_CONCURRENT_JOBS": "1",
+                        "FTAPI_INTERNAL_URL": one.url,
+                    },
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for i in range(2)
+            ]
+
+            def create(i: int) -> str:
+                # Every create is sent to both replicas at once with one key: one job must come of it.
+                key = {"Idempotency-Key": f"create-{i}"}
+                with ThreadPoolExecutor(2) as pool:
+                    ids = list(
+                        pool.map(
+                            lambda c: (
+                                c.fine_tuning.jobs.create(
+                                    model="tiny-chat",
+                                    training_file=fid,
+                                    method=method,
+                                    extra_headers=key,  # type: ignore[arg-type]
+                                ).id
+                            ),
+                            clients,
+                        )
+                    )
+                assert ids[0] == ids[1]
+                if i % 2:  # cancel every other job through the other replica, at whatever stage it is
+                    time.sleep(0.3 * i)
+                    clients[(i + 1) % 2].fine_tuning.jobs.cancel(ids[0])
+                return ids[0]
+
+            try:
+                with ThreadPoolExecutor(6) as pool:
+                    job_ids = list(pool.map(create, range(6)))
+                final = {
+                    job_id: wait_for_status(clients[0], job_id, {"succeeded", "failed", "cancelled"}, 300)
+                    for job_id in job_ids
+                }
+            finally:
+                for w in workers:
+                    stop(w)
+            assert len(set(job_ids)) == 6 and len(clients[1].fine_tuning.jobs.list(limit=100).data) == 6
+            for i, job_id in enumerate(job_ids):
+                job = final[job_id]
+                assert job.status == ("cancelled" if i % 2 else "succeeded"), (i, job.status, job.error)
+                # Both replicas tell the same story, and it does not change after the end.
+                assert clients[1].fine_tuning.jobs.retrieve(job_id).status == job.status
+                messages = [e.message for e in clients[1].fine_tuning.jobs.list_events(job_id, limit=100)]
+                assert messages.count("Fine-tuning job started") <= 1
+                assert (job.fine_tuned_model is not None) == (job.status == "succeeded")
+                assert sum(m.startswith("New fine-tuned model created") for m in messages) == (
+                    job.status == "succeeded"
+                )
+            time.sleep(1)
+            assert [clients[0].fine_tuning.jobs.retrieve(j).status for j in job_ids] == [
+                final[j].status for j in job_ids
+            ]
