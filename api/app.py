@@ -15,7 +15,7 @@ from api.chat.router import router as chat_router
 from api.db.migrate import upgrade
 from api.db.session import create_engine, session_factory
 from api.dispatch.dispatcher import Dispatcher
-from api.dispatch.local import LocalExecutor
+from api.dispatch.factory import build_executor
 from api.errors import install_error_handlers
 from api.files.router import router as files_router
 from api.fine_tuning.internal import router as internal_router
@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.catalogue = Catalogue.load(settings.models_file)
         app.state.resolver = ModelResolver(app.state.catalogue, settings.data_dir.resolve() / "models")
         app.state.serving = await build_serving(settings, app.state.resolver, store)
-        executor = LocalExecutor(settings.data_dir.resolve() / "runs")
+        executor = build_executor(settings)
         dispatcher = Dispatcher(app.state.sessions, store, app.state.catalogue, settings, executor)
         tasks = [
             asyncio.create_task(run_sweeper(app.state.sessions, store, settings.sweep_interval_seconds)),

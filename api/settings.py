@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.dispatch.kubernetes import KubernetesConfig
 from serving.vllm import VllmConfig
 from storage.config import LocalStoreConfig, S3StoreConfig
 
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(
         default=1, ge=0, description="Trainers this process runs at once; 0 for an API-only replica."
     )
+    executor: Literal["local", "kubernetes"] = Field(
+        default="local", description="Where trainers run: subprocesses here, or Kubernetes Jobs."
+    )
+    kubernetes: KubernetesConfig | None = Field(default=None, description="FTAPI_KUBERNETES__NAMESPACE, ...")
     cancel_grace_seconds: float = Field(
         default=30.0, description="Time a stopped trainer (cancel, pause) gets to save a checkpoint and exit."
     )

@@ -28,3 +28,16 @@ class S3StoreConfig(BaseModel):
     part_size: int = Field(default=8 * MiB, ge=5 * MiB)
     max_concurrency: int = Field(default=4, ge=1, le=64)
     create_bucket: bool = False
+
+    def without_credentials(self) -> S3StoreConfig:
+        """This config for a process that gets its credentials as boto3's AWS_* variables: a spec
+        written to disk or into a manifest never carries them (and pydantic would mask the secret)."""
+        return self.model_copy(update={"access_key_id": None, "secret_access_key": None})
+
+    def credentials_env(self) -> dict[str, str]:
+        env = {}
+        if self.access_key_id:
+            env["AWS_ACCESS_KEY_ID"] = self.access_key_id
+        if self.secret_access_key:
+            env["AWS_SECRET_ACCESS_KEY"] = self.secret_access_key.get_secret_value()
+        return env

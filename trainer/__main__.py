@@ -1,9 +1,12 @@
-"""`python -m trainer run --spec SPEC.json [--events EVENTS.jsonl]`; `python -m trainer base-model`."""
+"""`python -m trainer run (--spec SPEC.json | --spec-env VAR) [--events EVENTS.jsonl]`;
+`python -m trainer base-model`. `--spec-env` reads the spec's JSON from an environment variable (how
+the Kubernetes executor hands it to the pod)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer")
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="Run one fine-tuning job from its spec.")
-    run_p.add_argument("--spec", type=Path, required=True)
+    source = run_p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--spec", type=Path, help="The job spec, a JSON file.")
+    source.add_argument("--spec-env", metavar="VAR", help="Read the job spec's JSON from this variable.")
     run_p.add_argument("--events", type=Path, help="Append events to this JSONL file.")
     base_p = sub.add_parser(
         "base-model", help="Print where a catalogue source loads from (builds tiny-chat)."
@@ -29,12 +34,20 @@ def main(argv: list[str] | None = None) -> int:
 
         print(resolve_base_model(args.source, args.cache_dir))
         return 0
-    spec = JobSpec.model_validate_json(args.spec.read_text())
+    if args.spec_env:
+        text = os.environ.get(args.spec_env)
+        if not text:
+            parser.error(f"--spec-env: the environment variable {args.spec_env} is not set")
+        spec = JobSpec.model_validate_json(text)
+    else:
+        spec = JobSpec.model_validate_json(args.spec.read_text())
     reporter: Reporter
     if spec.report_url and not args.events:
         reporter = HttpReporter(spec.report_url, spec.job_id)
-    else:
+    elif args.events or args.spec:
         reporter = JsonlReporter(args.events or args.spec.with_suffix(".events.jsonl"))
+    else:
+        parser.error("a spec without report_url from --spec-env needs --events")
     stop = StopRequest()
     stop.install()  # before the heavy imports: a cancel during start-up exits at once
     from trainer.run import run

@@ -42,6 +42,7 @@ class CheckpointRef(BaseModel):
 
 class JobSpec(BaseModel):
     job_id: str
+    attempt: int = Field(default=1, ge=1)  # which start of this job (1-based): names its Kubernetes Job
     base_model: BaseModelRef
     method: Literal["supervised", "dpo"] = "supervised"
     mode: Literal["lora", "full"] = "lora"

@@ -16,6 +16,7 @@ from api.fine_tuning.repository import add_event, fail_job, newest_checkpoint, t
 from api.fine_tuning.results import job_prefix
 from api.ids import hash_api_key
 from api.settings import Settings
+from storage.config import LocalStoreConfig, S3StoreConfig
 from trainer.spec import BaseModelRef, CheckpointRef, Hyperparameters, JobSpec
 
 log = structlog.get_logger()
@@ -35,6 +36,7 @@ async def build_spec(
     checkpoint = await newest_checkpoint(session, job.id)
     return JobSpec(
         job_id=job.id,
+        attempt=job.attempts + 1,
         base_model=BaseModelRef(id=entry.id, source=entry.source, max_length=entry.max_length),
         method=job.method,  # type: ignore[arg-type]
         mode=entry.mode,
@@ -46,7 +48,7 @@ async def build_spec(
         ),
         lora=entry.lora,
         seed=job.seed,
-        storage=settings.store_config,
+        storage=trainer_storage(settings),
         training_file_key=train.storage_key,
         validation_file_key=valid.storage_key if valid else None,
         output_prefix=job_prefix(job.project_id, job.id),
@@ -57,6 +59,17 @@ async def build_spec(
         if checkpoint
         else None,
     )
+
+
+def trainer_storage(settings: Settings) -> LocalStoreConfig | S3StoreConfig:
+    store = settings.store_config
+    return store.without_credentials() if isinstance(store, S3StoreConfig) else store
+
+
+def storage_credentials_env(settings: Settings) -> dict[str, str]:
+    """Storage credentials travel with the job token, as secrets, never inside the spec."""
+    store = settings.store_config
+    return store.credentials_env() if isinstance(store, S3StoreConfig) else {}
 
 
 async def start_run(
@@ -74,7 +87,7 @@ async def start_run(
     except LookupError as exc:
         await fail_job(session, job.id, {"queued"}, "job_setup_failed", f"The job could not start: {exc}.")
         return
-    handle = executor.start(spec, {"FTAPI_JOB_TOKEN": token})
+    handle = executor.start(spec, {"FTAPI_JOB_TOKEN": token, **storage_credentials_env(settings)})
     moved = await transition(
         session,
         job.id,
@@ -120,7 +133,9 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
             continue
         # The run is over (or unknown to us). Success was reported by the trainer itself.
         if job.status == "running":
-            detail = f"exit code {status.exit_code}" if status.exit_code is not None else status.detail
+            detail = status.detail
+            if status.exit_code is not None:
+                detail = f"exit code {status.exit_code}" + (f": {detail}" if detail else "")
             await requeue_or_fail(session, settings, job, f"The trainer stopped ({detail})")
             continue
         await transition(

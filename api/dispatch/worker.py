@@ -6,7 +6,7 @@ from __future__ import annotations
 from api.catalogue import Catalogue
 from api.db.session import create_engine, session_factory
 from api.dispatch.dispatcher import Dispatcher
-from api.dispatch.local import LocalExecutor
+from api.dispatch.factory import build_executor
 from api.settings import Settings
 from storage.factory import build_store
 
@@ -20,7 +20,7 @@ async def run_worker(settings: Settings) -> None:
             store,
             Catalogue.load(settings.models_file),
             settings,
-            LocalExecutor(settings.data_dir.resolve() / "runs"),
+            build_executor(settings),
         )
         await dispatcher.run()
     finally:

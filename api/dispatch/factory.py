@@ -1,0 +1,17 @@
+"""Choose the Executor implementation from the settings: the one place that knows them all."""
+
+from __future__ import annotations
+
+from api.dispatch.executor import Executor
+from api.settings import Settings
+
+
+def build_executor(settings: Settings) -> Executor:
+    if settings.executor == "kubernetes":
+        # Imported only here: the `kubernetes` client is an optional extra (`pip install ftapi[kubernetes]`).
+        from api.dispatch.kubernetes import KubernetesConfig, KubernetesExecutor
+
+        return KubernetesExecutor(settings.kubernetes or KubernetesConfig(), settings.cancel_grace_seconds)
+    from api.dispatch.local import LocalExecutor
+
+    return LocalExecutor(settings.data_dir.resolve() / "runs")
