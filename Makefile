@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint openapi bench clean
+.PHONY: run test lint openapi bench clean images
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ lint: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/python -m api.openapi_dump openapi/openapi.yaml
+
+# ftapi-api:dev and ftapi-trainer:dev from the Dockerfile. BASE_IMAGE=... (and TRAINER_BASE_IMAGE=...,
+# default BASE_IMAGE) replace the official python:3.11-slim-bookworm base.
+images:
+	docker build --network host --target api -t ftapi-api:dev \
+		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
+	docker build --network host --target trainer -t ftapi-trainer:dev \
+		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		$(if $(or $(TRAINER_BASE_IMAGE),$(BASE_IMAGE)),--build-arg TRAINER_BASE_IMAGE=$(or $(TRAINER_BASE_IMAGE),$(BASE_IMAGE))) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

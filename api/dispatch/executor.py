@@ -1,5 +1,5 @@
-"""The Executor contract: how the dispatcher runs a trainer somewhere (a local process now,
-a Kubernetes Job later). Nothing local-only leaks through: a run is an opaque handle string."""
+"""The Executor contract: how the dispatcher runs a trainer somewhere (a local process, a Kubernetes
+Job). Nothing local-only leaks through: a run is an opaque handle string."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class Executor(Protocol):
         ...
 
     def poll(self, handle: str) -> RunStatus:
-        """The run's state now. Never blocks."""
+        """The run's state now. Called in a worker thread: it may make a short remote call."""
         ...
 
     def cancel(self, handle: str, grace_seconds: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
@@ -101,7 +102,7 @@ async def start_run(
     )
     await session.commit()
     if not moved:  # cancelled between the claim and the start
-        executor.cancel(handle, settings.cancel_grace_seconds)
+        await asyncio.to_thread(executor.cancel, handle, settings.cancel_grace_seconds)
     log.info("job.started", job_id=job.id, handle=handle, started=moved)
 
 
@@ -122,10 +123,11 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
     for job in jobs:
         handle = job.executor_handle
         assert handle is not None
-        status = executor.poll(handle)
+        # In a thread: a remote executor (the Kubernetes API) must not stall this process's loop.
+        status = await asyncio.to_thread(executor.poll, handle)
         if status.state == "running":
             if job.status != "running":  # cancelled or paused (or resumed while still saving)
-                executor.cancel(handle, settings.cancel_grace_seconds)
+                await asyncio.to_thread(executor.cancel, handle, settings.cancel_grace_seconds)
             # The lease marks the run as alive, whatever the job's status: a resumed job waits
             # for its previous trainer to finish saving before another one starts.
             await transition(session, job.id, {job.status}, lease_until=now + settings.run_lease_seconds)

@@ -40,6 +40,20 @@ def test_migrations_match_models_on_postgres() -> None:
         assert_migrations_match_models(url)
 
 
+@pytest.mark.postgres
+def test_replicas_starting_together_migrate_once() -> None:
+    """Several API replicas and workers start on a fresh database: each runs the migrations; none
+    may fail on the tables another is creating."""
+    with temporary_database() as url:
+        code = "import sys; from api.db.migrate import upgrade; upgrade(sys.argv[1])"
+        starts = [
+            subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE) for _ in range(4)
+        ]
+        errors = [p.communicate(timeout=120)[1].decode() for p in starts]
+        assert [p.returncode for p in starts] == [0] * 4, errors
+        assert_migrations_match_models(url)
+
+
 def test_api_imports_no_ml_stack() -> None:
     code = (
         "import sys, api.app, api.cli, trainer.data.validate\n"
