@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.auth import PrincipalCache
 from api.catalogue import Catalogue
 from api.chat.router import router as chat_router
 from api.db.migrate import upgrade
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.resolver = ModelResolver(app.state.catalogue, settings.data_dir.resolve() / "models")
         app.state.serving = await build_serving(settings, app.state.resolver, store)
         executor = build_executor(settings)
+        app.state.executor = executor
         dispatcher = Dispatcher(app.state.sessions, store, app.state.catalogue, settings, executor)
         tasks = [
             asyncio.create_task(run_sweeper(app.state.sessions, store, settings.sweep_interval_seconds)),
@@ -73,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.state.metrics = Metrics()
+    app.state.principals = PrincipalCache()
     app.add_middleware(RequestContextMiddleware, observe=app.state.metrics.observe_request)
     app.include_router(ops_router)
     app.include_router(metrics_router)

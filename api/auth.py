@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db.tables import ApiKeyRow, ProjectRow
 from api.errors import AuthenticationFailed
@@ -85,3 +86,34 @@ async def authenticate(
     if found is None:
         raise AuthenticationFailed(f"Incorrect API key provided: {_redact(key)}.")
     return Principal(found.id, found.name)
+
+
+class PrincipalCache:
+    """Keys that authenticated recently → their project, so the chat path skips the database.
+
+    Only successes are kept, for `ttl` seconds (keys are never revoked in place today; a deleted
+    project's key would still pass for that long). Entries are keyed by a hash of the header.
+    """
+
+    def __init__(self, ttl: float = 60.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._hits: dict[str, tuple[float, Principal]] = {}
+
+    async def authenticate(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        authorization: str | None,
+        configured_key: str | None,
+    ) -> Principal:
+        digest = hash_api_key(authorization or "")
+        hit = self._hits.get(digest)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with sessions() as session:
+            principal = await authenticate(session, authorization, configured_key)
+        if len(self._hits) >= self.max_entries:
+            self._hits.clear()
+        self._hits[digest] = (now + self.ttl, principal)
+        return principal

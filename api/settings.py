@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.dispatch.docker import DockerConfig
 from api.dispatch.kubernetes import KubernetesConfig
 from serving.vllm import VllmConfig
 from storage.config import LocalStoreConfig, S3StoreConfig
@@ -49,9 +50,11 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(
         default=1, ge=0, description="Trainers this process runs at once; 0 for an API-only replica."
     )
-    executor: Literal["local", "kubernetes"] = Field(
-        default="local", description="Where trainers run: subprocesses here, or Kubernetes Jobs."
+    executor: Literal["local", "docker", "kubernetes"] = Field(
+        default="local",
+        description="Where trainers run: subprocesses here, containers on this machine, or Kubernetes Jobs.",
     )
+    docker: DockerConfig | None = Field(default=None, description="FTAPI_DOCKER__IMAGE, ...")
     kubernetes: KubernetesConfig | None = Field(default=None, description="FTAPI_KUBERNETES__NAMESPACE, ...")
     cancel_grace_seconds: float = Field(
         default=30.0, description="Time a stopped trainer (cancel, pause) gets to save a checkpoint and exit."

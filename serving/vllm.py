@@ -38,6 +38,7 @@ DONE_EVENT = b"data: [DONE]\n\n"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
 CONTROL_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=2)
+KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s default keep-alive, which vLLM serves with
 
 
 class VllmConfig(BaseModel):
@@ -95,8 +96,11 @@ class VllmEngine:
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
             # limit=0: no cap on pooled connections, vLLM batches whatever arrives.
+            # Idle connections are dropped before vLLM's uvicorn closes them (after 5 s): reusing
+            # one just as the server closes it fails the request for nothing.
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0), timeout=REQUEST_TIMEOUT
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS),
+                timeout=REQUEST_TIMEOUT,
             )
         return self._http
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.auth import Principal, authenticate
+from api.auth import Principal, PrincipalCache
 from api.chat.schemas import ChatCompletionCreateParams
 from api.models.resolver import ModelResolver
 from api.models.router import RegistryDep
@@ -20,12 +20,12 @@ router = APIRouter(prefix="/v1/chat", tags=["chat"])
 async def chat_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    # A session of its own, closed at once: a long stream must not hold a database connection
-    # (the shared session dependency keeps its connection for the whole request).
+    # Not the shared session dependency: it would hold a database connection for a whole stream.
+    # Keys seen recently skip the database entirely (chat is the hot path).
     settings: Settings = request.app.state.settings
     configured = settings.api_key.get_secret_value() if settings.api_key else None
-    async with request.app.state.sessions() as session:
-        return await authenticate(session, authorization, configured)
+    cache: PrincipalCache = request.app.state.principals
+    return await cache.authenticate(request.app.state.sessions, authorization, configured)
 
 
 @router.post(
@@ -42,8 +42,12 @@ async def create_chat_completion(
 ) -> Any:
     """Chat with a base model, a fine-tuned model or a checkpoint of this project."""
     resolver: ModelResolver = request.app.state.resolver
-    async with request.app.state.sessions() as session:
-        served = await resolver.resolve(session, principal.project_id, params.model)
+    base = resolver.catalogue.get(params.model)
+    if base is not None:  # no database needed
+        served = await resolver.base(base)
+    else:
+        async with request.app.state.sessions() as session:
+            served = await resolver.resolve(session, principal.project_id, params.model)
     body = params.engine_body()
     if not params.stream:
         return JSONResponse(await registry.chat(served, body))

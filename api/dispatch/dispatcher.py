@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.catalogue import Catalogue
-from api.dispatch.executor import Executor
+from api.dispatch.executor import Executor, ExecutorUnavailable, ReadinessCheck
 from api.dispatch.runs import recover_orphans, start_run, watch_runs
 from api.dispatch.validation import validate_job
 from api.fine_tuning.repository import claim
@@ -41,13 +41,14 @@ class Dispatcher:
         self.executor = executor
         self.interval = settings.dispatch_interval_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._executor_down: str | None = None  # why the executor cannot start runs, while it cannot
 
     async def step(self) -> bool:
         """Do one unit of work; returns whether there was any."""
         async with self.sessions() as session:
             now = int(time.time())
-            active = await watch_runs(session, self.settings, self.executor, self.worker_id)
-            await recover_orphans(session, self.settings, now)
+            active = await watch_runs(session, self.settings, self.executor, self.worker_id, self.store)
+            await recover_orphans(session, self.settings, now, self.executor, self.worker_id, self.store)
             job = await claim(session, "validating_files", self.worker_id, VALIDATION_LEASE_SECONDS, now)
             if job is not None:
                 try:
@@ -58,11 +59,29 @@ class Dispatcher:
                 return True
             if active >= self.settings.max_concurrent_jobs:
                 return False  # queued jobs wait for a free slot
+            if not await self.executor_ready():
+                return False  # queued jobs wait for the executor (the log said why)
             job = await claim(session, "queued", self.worker_id, VALIDATION_LEASE_SECONDS, now)
             if job is None:
                 return False
             await start_run(session, self.settings, self.catalogue, self.executor, job, self.worker_id)
             return True
+
+    async def executor_ready(self) -> bool:
+        """Whether the executor can start runs now; logs when that changes, with the reason."""
+        if not isinstance(self.executor, ReadinessCheck):
+            return True
+        try:
+            await asyncio.to_thread(self.executor.ready)
+        except ExecutorUnavailable as exc:
+            if self._executor_down != str(exc):
+                log.error("executor.unavailable", reason=str(exc), queued_jobs="waiting")
+            self._executor_down = str(exc)
+            return False
+        if self._executor_down is not None:
+            log.info("executor.available")
+        self._executor_down = None
+        return True
 
     async def run(self) -> None:
         while True:

@@ -12,6 +12,11 @@ def build_executor(settings: Settings) -> Executor:
         from api.dispatch.kubernetes import KubernetesConfig, KubernetesExecutor
 
         return KubernetesExecutor(settings.kubernetes or KubernetesConfig(), settings.cancel_grace_seconds)
+    if settings.executor == "docker":
+        # The `docker` SDK is an optional extra too (`pip install ftapi[docker]`).
+        from api.dispatch.docker import DockerConfig, DockerExecutor
+
+        return DockerExecutor(settings.docker or DockerConfig(), settings.cancel_grace_seconds)
     from api.dispatch.local import LocalExecutor
 
     return LocalExecutor(settings.data_dir.resolve() / "runs")

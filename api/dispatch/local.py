@@ -15,6 +15,10 @@ from trainer.spec import JobSpec
 
 
 class LocalExecutor:
+    # Started from the event loop's thread, never a pool thread: PR_SET_PDEATHSIG (die_with_parent)
+    # signals the child when the thread that forked it ends.
+    start_on_loop = True
+
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
         self._runs: dict[str, subprocess.Popen[bytes]] = {}

@@ -12,15 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalogue import Catalogue
 from api.db.tables import FileRow, FineTuningJobRow
-from api.dispatch.executor import Executor
-from api.fine_tuning.repository import add_event, fail_job, newest_checkpoint, transition
+from api.dispatch.executor import Executor, ExecutorUnavailable, RunNotStarted, RunStatus
+from api.fine_tuning.repository import add_event, fail_job, newest_checkpoint, take_over, transition
 from api.fine_tuning.results import job_prefix
 from api.ids import hash_api_key
 from api.settings import Settings
+from storage import BlobStore
 from storage.config import LocalStoreConfig, S3StoreConfig
 from trainer.spec import BaseModelRef, CheckpointRef, Hyperparameters, JobSpec
 
 log = structlog.get_logger()
+OUTPUT_EVENT_LINES = 20  # of a failed run's output, in the job's events (the whole tail is in storage)
 
 
 async def build_spec(
@@ -88,7 +90,21 @@ async def start_run(
     except LookupError as exc:
         await fail_job(session, job.id, {"queued"}, "job_setup_failed", f"The job could not start: {exc}.")
         return
-    handle = executor.start(spec, {"FTAPI_JOB_TOKEN": token, **storage_credentials_env(settings)})
+    env = {"FTAPI_JOB_TOKEN": token, **storage_credentials_env(settings)}
+    try:
+        if getattr(executor, "start_on_loop", False):
+            handle = executor.start(spec, env)
+        else:  # in a thread: starting a container or a Kubernetes Job is a remote call
+            handle = await asyncio.to_thread(executor.start, spec, env)
+    except RunNotStarted as exc:
+        await fail_job(session, job.id, {"queued"}, "job_setup_failed", f"The job could not start: {exc}.")
+        return
+    except ExecutorUnavailable as exc:
+        # Nothing started: give the job back to the queue (any worker may take it) and say why.
+        await transition(session, job.id, {"queued"}, claimed_by=None, lease_until=None)
+        await session.commit()
+        log.warning("job.start_deferred", job_id=job.id, reason=str(exc))
+        return
     moved = await transition(
         session,
         job.id,
@@ -106,7 +122,13 @@ async def start_run(
     log.info("job.started", job_id=job.id, handle=handle, started=moved)
 
 
-async def watch_runs(session: AsyncSession, settings: Settings, executor: Executor, worker: str) -> int:
+async def watch_runs(
+    session: AsyncSession,
+    settings: Settings,
+    executor: Executor,
+    worker: str,
+    store: BlobStore | None = None,
+) -> int:
     """Renew leases of our live runs, stop runs whose job was cancelled or paused, settle exits.
 
     Returns how many runs are still active for this worker.
@@ -124,7 +146,13 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
         handle = job.executor_handle
         assert handle is not None
         # In a thread: a remote executor (the Kubernetes API) must not stall this process's loop.
-        status = await asyncio.to_thread(executor.poll, handle)
+        try:
+            status = await asyncio.to_thread(executor.poll, handle)
+        except ExecutorUnavailable as exc:
+            # Unknown, not over: the run may well be alive. Decide once the executor answers.
+            log.warning("job.poll_failed", job_id=job.id, reason=str(exc))
+            active += 1
+            continue
         if status.state == "running":
             if job.status != "running":  # cancelled or paused (or resumed while still saving)
                 await asyncio.to_thread(executor.cancel, handle, settings.cancel_grace_seconds)
@@ -134,11 +162,9 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
             active += 1
             continue
         # The run is over (or unknown to us). Success was reported by the trainer itself.
+        await keep_output(session, store, job, status, failed=job.status == "running")
         if job.status == "running":
-            detail = status.detail
-            if status.exit_code is not None:
-                detail = f"exit code {status.exit_code}" + (f": {detail}" if detail else "")
-            await requeue_or_fail(session, settings, job, f"The trainer stopped ({detail})")
+            await requeue_or_fail(session, settings, job, stopped_reason(status))
             continue
         await transition(
             session, job.id, {job.status}, executor_handle=None, claimed_by=None, lease_until=None
@@ -147,9 +173,44 @@ async def watch_runs(session: AsyncSession, settings: Settings, executor: Execut
     return active
 
 
-async def recover_orphans(session: AsyncSession, settings: Settings, now: int) -> int:
-    """Running jobs whose lease ran out lost their worker (it died or was restarted): queue them
-    again, or fail them once they have used up their attempts. Returns how many were moved."""
+def stopped_reason(status: RunStatus) -> str:
+    detail = status.detail
+    if status.exit_code is not None:
+        detail = f"exit code {status.exit_code}" + (f": {detail}" if detail else "")
+    return f"The trainer stopped ({detail})"
+
+
+async def keep_output(
+    session: AsyncSession, store: BlobStore | None, job: FineTuningJobRow, status: RunStatus, *, failed: bool
+) -> None:
+    """Keep the tail of a finished run's output with the job: a log file in storage under the job's
+    prefix and, when the run failed, its last lines in an event, so the job explains itself."""
+    if not status.output:
+        return
+    if store is not None:
+        key = f"{job_prefix(job.project_id, job.id)}logs/trainer-attempt-{job.attempts}.log"
+        try:
+            await store.put_bytes(key, status.output.encode())
+        except Exception as exc:
+            log.warning("job.output_not_kept", job_id=job.id, error=type(exc).__name__)
+    if failed:
+        lines = [line.rsplit("\r", 1)[-1][:300] for line in status.output.splitlines() if line.strip()]
+        tail = "\n".join(lines[-OUTPUT_EVENT_LINES:])
+        add_event(session, job.id, f"Trainer output (attempt {job.attempts}, last lines):\n{tail}")
+
+
+async def recover_orphans(
+    session: AsyncSession,
+    settings: Settings,
+    now: int,
+    executor: Executor | None = None,
+    worker: str | None = None,
+    store: BlobStore | None = None,
+) -> int:
+    """Running jobs whose lease ran out lost their worker (it died or was restarted). A run the
+    executor still finds (a container, a Kubernetes Job) is taken over by `worker` (when it runs
+    trainers at all), which settles it like its own; the others are queued again, or failed once
+    they have used up their attempts. Returns how many were moved."""
     orphans = (
         await session.scalars(
             select(FineTuningJobRow).where(
@@ -158,6 +219,29 @@ async def recover_orphans(session: AsyncSession, settings: Settings, now: int) -
         )
     ).all()
     for job in orphans:
+        handle = job.executor_handle
+        if executor is not None and worker is not None and handle and settings.max_concurrent_jobs > 0:
+            try:
+                status = await asyncio.to_thread(executor.poll, handle)
+            except ExecutorUnavailable as exc:
+                log.warning("job.poll_failed", job_id=job.id, reason=str(exc))
+                continue
+            if status.state == "running":
+                if await take_over(session, job.id, worker, now, settings.run_lease_seconds):
+                    add_event(
+                        session,
+                        job.id,
+                        f"The job's worker stopped; another worker took over its trainer "
+                        f"(attempt {job.attempts})",
+                    )
+                    log.info("job.adopted", job_id=job.id, handle=handle, worker=worker)
+                await session.commit()
+                continue
+            if status.state == "exited":
+                # It ended while nobody watched: settle it as its worker would have.
+                await keep_output(session, store, job, status, failed=True)
+                await requeue_or_fail(session, settings, job, stopped_reason(status))
+                continue
         await requeue_or_fail(session, settings, job, "The job's worker stopped")
     return len(orphans)
 

@@ -152,6 +152,20 @@ async def claim(
     return None
 
 
+async def take_over(session: AsyncSession, job_id: str, worker: str, now: int, lease_seconds: int) -> bool:
+    """A running job whose worker's lease ran out: make its live run `worker`'s. Exactly one wins."""
+    result = await session.execute(
+        update(FineTuningJobRow)
+        .where(
+            FineTuningJobRow.id == job_id,
+            FineTuningJobRow.status == "running",
+            FineTuningJobRow.lease_until < now,
+        )
+        .values(claimed_by=worker, lease_until=now + lease_seconds)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def fail_job(
     session: AsyncSession, job_id: str, allowed: set[str], code: str, message: str, param: str | None = None
 ) -> None:
