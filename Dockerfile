@@ -6,8 +6,9 @@
 #            transformers engine (the default engine, and the fallback for full fine-tunes and
 #            builtin models such as tiny-chat) imports torch, which this image does not have.
 #   trainer  `python -m trainer run` (one fine-tuning job): the training stack, `pip install '.[train]'`
-#            with torch pinned in pyproject.toml. It also carries the `ftapi` command, so it serves
-#            as the worker image where trainers run as local subprocesses (deploy/compose.yaml).
+#            with torch pinned in pyproject.toml. It also carries the `ftapi` command and the `docker`
+#            SDK, so it serves as the worker image of a single machine (deploy/compose.yaml: trainers
+#            as containers of this same image through the engine's socket, or as local subprocesses).
 #
 #   docker build --target api     -t ftapi-api:dev .       (or: make images)
 #   docker build --target trainer -t ftapi-trainer:dev .
@@ -64,14 +65,14 @@ RUN set -eux; \
     python3 -m venv /opt/venv; \
     groupadd --system --gid 10001 ftapi; \
     useradd --system --uid 10001 --gid 10001 --home-dir /home/ftapi --create-home --shell /usr/sbin/nologin ftapi; \
-    mkdir -p /home/ftapi/.cache/huggingface /var/lib/ftapi/serving/weights /var/lib/ftapi/runs; \
+    mkdir -p /home/ftapi/.cache/huggingface /var/lib/ftapi/serving/weights /var/lib/ftapi/runs /var/lib/ftapi/models; \
     chown -R 10001:10001 /home/ftapi /var/lib/ftapi
 
 WORKDIR /opt/ftapi
 
-# Dependencies first, from pyproject.toml alone, so a code change does not reinstall them: the
+# Dependencies first, from pyproject.toml alone, so a code (or README) change does not reinstall them: the
 # service's own plus the `kubernetes` extra (the worker's Kubernetes executor).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + p['optional-dependencies'].get('kubernetes', [])))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
@@ -83,6 +84,7 @@ COPY api ./api
 COPY storage ./storage
 COPY serving ./serving
 COPY trainer ./trainer
+COPY README.md ./
 RUN pip install '.[kubernetes]' && rm -rf build ./*.egg-info
 
 USER 10001:10001
@@ -121,16 +123,16 @@ RUN set -eux; \
     python3 -m venv /opt/venv; \
     groupadd --system --gid 10001 ftapi; \
     useradd --system --uid 10001 --gid 10001 --home-dir /home/ftapi --create-home --shell /usr/sbin/nologin ftapi; \
-    mkdir -p /home/ftapi/.cache/huggingface /var/lib/ftapi/serving/weights /var/lib/ftapi/runs; \
+    mkdir -p /home/ftapi/.cache/huggingface /var/lib/ftapi/serving/weights /var/lib/ftapi/runs /var/lib/ftapi/models; \
     chown -R 10001:10001 /home/ftapi /var/lib/ftapi
 
 WORKDIR /opt/ftapi
 
-# The service's dependencies plus the `train` extra (torch==2.13.0 and the TRL stack), from
-# pyproject.toml alone: the multi-GB layer is rebuilt only when the pins change.
-COPY pyproject.toml README.md ./
+# The service's dependencies plus the `train` extra (torch==2.13.0 and the TRL stack) and the `docker`
+# extra (the compose worker starts trainer containers with it), from pyproject.toml alone: the multi-GB layer is rebuilt only when the pins change.
+COPY pyproject.toml ./
 RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['train']))" > /tmp/requirements.txt \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['train'] + p['optional-dependencies']['docker']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -140,7 +142,8 @@ COPY api ./api
 COPY storage ./storage
 COPY serving ./serving
 COPY trainer ./trainer
-RUN pip install '.[train]' && rm -rf build ./*.egg-info
+COPY README.md ./
+RUN pip install '.[train,docker]' && rm -rf build ./*.egg-info
 
 USER 10001:10001
 WORKDIR /home/ftapi

@@ -94,9 +94,7 @@ def container_spec(spec: JobSpec, config: DockerConfig) -> JobSpec:
     return spec.model_copy(update=update)
 
 
-def create_kwargs(
-    spec: JobSpec, env: dict[str, str], config: DockerConfig, grace_seconds: float
-) -> dict[str, Any]:
+def create_kwargs(spec: JobSpec, env: dict[str, str], config: DockerConfig) -> dict[str, Any]:
     """Arguments of `client.containers.create` for one attempt. Secrets go into `environment` only."""
     labels = {
         **MANAGED_BY,
@@ -122,7 +120,6 @@ def create_kwargs(
         "network_mode": config.network,
         "volumes": volumes,
         "stop_signal": "SIGTERM",
-        "stop_timeout": max(1, round(grace_seconds)),
         "detach": True,
     }
     if config.memory:
@@ -251,7 +248,7 @@ class DockerExecutor:
                 f"trainer image {image} not found on the container engine: build it with "
                 "`make images` or set FTAPI_DOCKER__IMAGE"
             ) from None
-        kwargs = create_kwargs(spec, env, self.config, self.grace_seconds)
+        kwargs = create_kwargs(spec, env, self.config)
         name = kwargs["name"]
         self._remove_unrecorded(client, name, spec)
         try:

@@ -508,7 +508,7 @@ def test_dockerfile_targets_run_as_a_non_root_user() -> None:
         assert users[-1].split(":")[0] not in ("root", "0"), f"{target} runs as {users[-1]}"
         env = " ".join(args for instruction, args in instructions if instruction == "ENV")
         assert "HF_HOME=" in env and "VIRTUAL_ENV=/opt/venv" in env
-    assert "pip install '.[train]'" in DOCKERFILE.read_text()
+    assert "pip install '.[train,docker]'" in DOCKERFILE.read_text()
 
 
 def test_dockerfile_bakes_in_no_secret() -> None:

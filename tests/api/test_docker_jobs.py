@@ -1,0 +1,244 @@
+"""Jobs whose trainers run in real containers (FTAPI_EXECUTOR=docker) on the engine at DOCKER_HOST.
+
+The trainer image is built from this checkout's Dockerfile once per content (tests/support/
+docker_engine.py). Storage is S3 (moto's server on 127.0.0.1): it is the shape of a real deployment
+(the trainer container shares nothing with the API but the network) and needs no bind mount owned by
+the image's uid. Containers use the host network, so 127.0.0.1 reaches moto and the API.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY, s3_env
+from tests.support.docker_engine import (
+    build_trainer_image,
+    containers_of,
+    engine,
+    remove_containers_of,
+)
+from tests.support.jobs import (
+    events_oldest_first,
+    is_checkpoint,
+    right_answers,
+    wait_for_event,
+    wait_for_status,
+)
+from tests.support.sentiment import sentiment_sets, to_jsonl
+from tests.support.server import RunningServer, run_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.s3]
+CACHE_VOLUME = "ftapi-test-model-cache"  # tiny-chat is built once into it and shared by the tests
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    return engine()
+
+
+@pytest.fixture(scope="session")
+def trainer_image(docker_client: Any) -> str:
+    return build_trainer_image(docker_client)
+
+
+def docker_env(moto_endpoint: str, image: str, **extra: str) -> dict[str, str]:
+    return {
+        "FTAPI_API_KEY": ADMIN_KEY,
+        "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
+        "FTAPI_EXECUTOR": "docker",
+        "FTAPI_DOCKER__IMAGE": image,
+        "FTAPI_DOCKER__NETWORK": "host",
+        "FTAPI_DOCKER__CACHE_VOLUME": CACHE_VOLUME,
+        "FTAPI_DOCKER__ENV": '{"HF_HUB_OFFLINE": "1"}',
+        "FTAPI_CANCEL_GRACE_SECONDS": "20",
+        **s3_env(moto_endpoint, "ftapi-" + secrets.token_hex(4)),
+        **extra,
+    }
+
+
+@contextmanager
+def tracked(docker_client: Any, job_ids: list[str]) -> Iterator[None]:
+    """Removes the tests' containers whatever happens."""
+    try:
+        yield
+    finally:
+        for job_id in job_ids:
+            remove_containers_of(docker_client, job_id)
+
+
+def sdk(server: RunningServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
+
+
+def create_job(client: openai.OpenAI, n_epochs: int, suffix: str | None = None) -> str:
+    fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
+    return client.fine_tuning.jobs.create(
+        model="tiny-chat",
+        training_file=fid,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": n_epochs}}},
+        suffix=suffix,
+    ).id
+
+
+def wait_until_no_container(docker_client: Any, job_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while containers_of(docker_client, job_id):
+        assert time.monotonic() < deadline, [c.status for c in containers_of(docker_client, job_id)]
+        time.sleep(0.5)
+
+
+def stored_text(server: RunningServer, key: str) -> str:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=server.env["FTAPI_S3__ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    body = s3.get_object(Bucket=server.env["FTAPI_S3__BUCKET"], Key=f"ftapi/{key}")["Body"]
+    return str(body.read().decode())
+
+
+def test_lora_job_trains_in_a_container_end_to_end(
+    tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
+) -> None:
+    job_ids: list[str] = []
+    with (
+        run_server(tmp_path / "data", docker_env(moto_endpoint, trainer_image)) as srv,
+        tracked(docker_client, job_ids),
+    ):
+        client = sdk(srv)
+        job_id = create_job(client, 40, suffix="boxed")
+        job_ids.append(job_id)
+        running = wait_for_status(client, job_id, {"running", "failed"}, 60)
+        assert running.status == "running", running.error
+        [container] = containers_of(docker_client, job_id)
+        assert container.name == f"ftapi-{job_id}-1"
+        assert container.labels["ftapi.job_id"] == job_id and container.labels["ftapi.attempt"] == "1"
+        assert container.labels["app.kubernetes.io/managed-by"] == "ftapi"
+        assert container.attrs["Config"]["User"].startswith("10001")  # the image's non-root user
+
+        done = wait_for_status(client, job_id, {"succeeded", "failed", "cancelled"}, 400)
+        assert done.status == "succeeded" and done.fine_tuned_model, done.error
+        messages = [e.message for e in events_oldest_first(client, job_id)]
+        assert messages[:4] == [
+            f"Created fine-tuning job: {job_id}",
+            f"Validating training file: {done.training_file}",
+            "Files validated, moving job to queued state",
+            "Fine-tuning job started",
+        ]
+        assert messages[-1] == "The job has successfully completed"
+        # The ft: model answers held-out prompts through chat (served by the API process).
+        assert right_answers(client, done.fine_tuned_model) >= 13
+        wait_until_no_container(docker_client, job_id)  # finished containers are removed
+        log = stored_text(srv, f"jobs/{_project_of(srv, job_id)}/{job_id}/logs/trainer-attempt-1.log")
+        assert log.strip()  # the tail of the container's output is kept with the job
+        server_log = srv.log_text()
+        assert "docker.container_started" in server_log and "FTAPI_JOB_TOKEN=" not in server_log
+
+
+def _project_of(server: RunningServer, job_id: str) -> str:
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "ftapi.db") as db:
+        row = db.execute("SELECT project_id FROM fine_tuning_jobs WHERE id = ?", (job_id,)).fetchone()
+    return str(row[0])
+
+
+def test_cancel_stops_and_removes_the_container(
+    tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
+) -> None:
+    job_ids: list[str] = []
+    with (
+        run_server(tmp_path / "data", docker_env(moto_endpoint, trainer_image)) as srv,
+        tracked(docker_client, job_ids),
+    ):
+        client = sdk(srv)
+        job_id = create_job(client, 200)
+        job_ids.append(job_id)
+        wait_for_event(client, job_id, is_checkpoint, timeout=240)
+        assert client.fine_tuning.jobs.cancel(job_id).status == "cancelled"
+        wait_until_no_container(docker_client, job_id, timeout=60)
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        assert job.status == "cancelled" and job.fine_tuned_model is None
+
+
+def test_a_missing_image_fails_the_job_at_once(
+    tmp_path: Path, docker_client: Any, moto_endpoint: str
+) -> None:
+    image = "ftapi-trainer:no-such-tag"
+    env = docker_env(moto_endpoint, image)
+    with run_server(tmp_path / "data", env) as srv:
+        client = sdk(srv)
+        job_id = create_job(client, 1)
+        failed = wait_for_status(client, job_id, {"failed", "succeeded"}, 60)
+        assert failed.status == "failed" and failed.error is not None
+        assert failed.error.code == "job_setup_failed"
+        assert f"trainer image {image} not found" in failed.error.message
+        assert containers_of(docker_client, job_id) == []
+
+
+def test_a_tiny_memory_limit_fails_as_out_of_memory(
+    tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
+) -> None:
+    job_ids: list[str] = []
+    env = docker_env(moto_endpoint, trainer_image, FTAPI_DOCKER__MEMORY="64m", FTAPI_MAX_JOB_ATTEMPTS="1")
+    with run_server(tmp_path / "data", env) as srv, tracked(docker_client, job_ids):
+        client = sdk(srv)
+        job_id = create_job(client, 1)
+        job_ids.append(job_id)
+        failed = wait_for_status(client, job_id, {"failed", "succeeded"}, 180)
+        assert failed.status == "failed" and failed.error is not None, failed
+        assert failed.error.code == "training_failed"
+        assert "out of memory: the trainer exceeded its memory limit of 64 MiB" in failed.error.message
+        wait_until_no_container(docker_client, job_id)
+
+
+def test_a_restarted_worker_adopts_its_container_or_resumes_without_it(
+    tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
+) -> None:
+    env = docker_env(
+        moto_endpoint, trainer_image, FTAPI_RUN_LEASE_SECONDS="3", FTAPI_DOCKER__KEEP_CONTAINERS="true"
+    )
+    data = tmp_path / "data"
+    job_ids: list[str] = []
+    with tracked(docker_client, job_ids):
+        with run_server(data, env) as first:
+            client = sdk(first)
+            job_id = create_job(client, 120)
+            job_ids.append(job_id)
+            wait_for_event(client, job_id, is_checkpoint, timeout=240)
+            os.kill(first.pid, signal.SIGKILL)  # the container lives on: the engine owns it
+        adopted = "The job's worker stopped; another worker took over its trainer (attempt 1)"
+        with run_server(data, env) as second:
+            client = sdk(second)
+            wait_for_event(client, job_id, lambda m: m == adopted, timeout=60)
+            wait_for_event(client, job_id, is_checkpoint, after=adopted, timeout=120)
+            assert [c.labels["ftapi.attempt"] for c in containers_of(docker_client, job_id)] == ["1"]
+            os.kill(second.pid, signal.SIGKILL)
+        # This time the container goes too: the next worker queues the job again and it resumes.
+        remove_containers_of(docker_client, job_id)
+        with run_server(data, env) as third:
+            client = sdk(third)
+            done = wait_for_status(client, job_id, {"succeeded", "failed"}, 400)
+            assert done.status == "succeeded", done.error
+            messages = [e.message for e in events_oldest_first(client, job_id)]
+            assert messages.count(adopted) == 1
+            assert "The job's worker stopped; the job is queued again (attempt 2 of 3)" in messages
+            assert any(m.startswith("Fine-tuning job resumed from the checkpoint at step ") for m in messages)
+            assert sum(m.startswith("New fine-tuned model created") for m in messages) == 1
+            # Kept containers (FTAPI_DOCKER__KEEP_CONTAINERS): attempt 1 was removed above, so one
+            # container for attempt 2, and never two for one attempt.
+            attempts = [c.labels["ftapi.attempt"] for c in containers_of(docker_client, job_id)]
+            assert attempts == ["2"], attempts
