@@ -165,7 +165,7 @@ def test_cancel_stops_and_removes_the_container(
         tracked(docker_client, job_ids),
     ):
         client = sdk(srv)
-        job_id = create_job(client, 200)
+        job_id = create_job(client, 50)
         job_ids.append(job_id)
         wait_for_event(client, job_id, is_checkpoint, timeout=240)
         assert client.fine_tuning.jobs.cancel(job_id).status == "cancelled"
@@ -216,7 +216,7 @@ def test_a_restarted_worker_adopts_its_container_or_resumes_without_it(
     with tracked(docker_client, job_ids):
         with run_server(data, env) as first:
             client = sdk(first)
-            job_id = create_job(client, 120)
+            job_id = create_job(client, 50)
             job_ids.append(job_id)
             wait_for_event(client, job_id, is_checkpoint, timeout=240)
             os.kill(first.pid, signal.SIGKILL)  # the container lives on: the engine owns it
