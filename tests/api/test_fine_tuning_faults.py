@@ -16,7 +16,7 @@ from tests.conftest import ADMIN_KEY
 from tests.support.jobs import is_checkpoint, wait_for_event, wait_for_status
 from tests.support.moto_server import stop
 from tests.support.sentiment import sentiment_sets, to_jsonl
-from tests.support.server import run_server
+from tests.support.server import RunningServer, run_server
 
 pytestmark = pytest.mark.slow
 SFT = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}}
@@ -90,6 +90,23 @@ def test_job_survives_a_killed_server(tmp_path: Path) -> None:
         assert sum(m.startswith("New fine-tuned model created") for m in messages) == 1
 
 
+def start_worker(
+    api: RunningServer, data_dir: Path | None = None, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`ftapi worker` beside `api`, on its database, running one trainer at a time."""
+    command = [sys.executable, "-m", "api.cli", "worker"]
+    if data_dir is not None:
+        command += ["--data-dir", str(data_dir)]
+    env = {
+        **os.environ,
+        **api.env,
+        "FTAPI_MAX_CONCURRENT_JOBS": "1",
+        "FTAPI_INTERNAL_URL": api.url,
+        **(extra or {}),
+    }
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def test_a_separate_worker_runs_the_jobs(tmp_path: Path) -> None:
     env = {
         "FTAPI_API_KEY": ADMIN_KEY,
@@ -108,12 +125,7 @@ def test_a_separate_worker_runs_the_jobs(tmp_path: Path) -> None:
         assert wait_for_status(client, job.id, {"queued"}, 30).status == "queued"
         time.sleep(1.5)
         assert client.fine_tuning.jobs.retrieve(job.id).status == "queued"  # the API replica runs nothing
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "worker"],
-            env={**os.environ, **api.env, "FTAPI_MAX_CONCURRENT_JOBS": "1", "FTAPI_INTERNAL_URL": api.url},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = start_worker(api)
         try:
             assert wait_for_status(client, job.id, {"succeeded", "failed"}, 240).status == "succeeded"
         finally:
@@ -139,22 +151,9 @@ def test_two_workers_on_postgres_never_run_a_job_twice(tmp_path: Path) -> None:
                 client.fine_tuning.jobs.create(model="tiny-chat", training_file=fid, method=method)
                 for _ in range(4)
             ]  # type: ignore[arg-type]
-            workers = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "api.cli", "worker", "--data-dir", str(tmp_path / f"worker{i}")],
-                    env={
-                        **os.environ,
-                        **api.env,
-                        "FTAPI_MAX_CONCURRENT_JOBS": "1",
-                        "FTAPI_INTERNAL_URL": api.url,
-                        # Workers share the API's storage (at scale: S3); their run dirs stay their own.
-                        "FTAPI_LOCAL_STORAGE_ROOT": str(api.data_dir / "blobs"),
-                    },
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for i in range(2)
-            ]
+            # Workers share the API's storage (at scale: S3); their run dirs stay their own.
+            blobs = {"FTAPI_LOCAL_STORAGE_ROOT": str(api.data_dir / "blobs")}
+            workers = [start_worker(api, tmp_path / f"worker{i}", blobs) for i in range(2)]
             try:
                 for job in jobs:
                     status = wait_for_status(client, job.id, {"succeeded", "failed"}, 300).status
@@ -201,20 +200,7 @@ def test_replicas_and_workers_agree_under_concurrent_create_and_cancel(tmp_path:
                 .files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune")
                 .id
             )
-            workers = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "api.cli", "worker", "--data-dir", str(tmp_path / f"worker{i}")],
-                    env={
-                        **os.environ,
-                        **one.env,
-                        "FTAPI_MAX_CONCURRENT_JOBS": "1",
-                        "FTAPI_INTERNAL_URL": one.url,
-                    },
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for i in range(2)
-            ]
+            workers = [start_worker(one, tmp_path / f"worker{i}") for i in range(2)]
 
             def create(i: int) -> str:
                 # Every create is sent to both replicas at once with one key: one job must come of it.
