@@ -51,30 +51,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FTAPI_PORT=8000 \
     FTAPI_LOG_FORMAT=json
 
-# A python3 >= 3.11 with venv (installed from the distribution only when the base lacks one), a
-# virtual environment in /opt/venv (root-owned: the user cannot change the installed code), the user
-# and the directories it writes.
-RUN set -eux; \
-    if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
-        apt-get update; \
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-            python3.11 python3.11-venv ca-certificates; \
-        rm -rf /var/lib/apt/lists/*; \
-        ln -sf "$(command -v python3.11)" /usr/local/bin/python3; \
-    fi; \
-    python3 -m venv /opt/venv; \
-    groupadd --system --gid 10001 ftapi; \
-    useradd --system --uid 10001 --gid 10001 --home-dir /home/ftapi --create-home --shell /usr/sbin/nologin ftapi; \
-    mkdir -p /home/ftapi/.cache/huggingface /var/lib/ftapi/serving/weights /var/lib/ftapi/runs /var/lib/ftapi/models; \
-    chown -R 10001:10001 /home/ftapi /var/lib/ftapi
+COPY deploy/image/ /opt/ftapi-image/
+RUN /opt/ftapi-image/prepare-base.sh
 
 WORKDIR /opt/ftapi
 
 # Dependencies first, from pyproject.toml alone, so a code (or README) change does not reinstall them: the
 # service's own plus the `kubernetes` extra (the worker's Kubernetes executor).
 COPY pyproject.toml ./
-RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies'].get('kubernetes', [])))" > /tmp/requirements.txt \
+RUN python3 /opt/ftapi-image/requirements.py kubernetes > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -111,28 +96,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FTAPI_DATA_DIR=/var/lib/ftapi \
     FTAPI_LOG_FORMAT=json
 
-# The same preparation as api-base (a Dockerfile has no functions; keep the two in step).
-RUN set -eux; \
-    if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
-        apt-get update; \
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-            python3.11 python3.11-venv ca-certificates; \
-        rm -rf /var/lib/apt/lists/*; \
-        ln -sf "$(command -v python3.11)" /usr/local/bin/python3; \
-    fi; \
-    python3 -m venv /opt/venv; \
-    groupadd --system --gid 10001 ftapi; \
-    useradd --system --uid 10001 --gid 10001 --home-dir /home/ftapi --create-home --shell /usr/sbin/nologin ftapi; \
-    mkdir -p /home/ftapi/.cache/huggingface /var/lib/ftapi/serving/weights /var/lib/ftapi/runs /var/lib/ftapi/models; \
-    chown -R 10001:10001 /home/ftapi /var/lib/ftapi
+COPY deploy/image/ /opt/ftapi-image/
+RUN /opt/ftapi-image/prepare-base.sh
 
 WORKDIR /opt/ftapi
 
 # The service's dependencies plus the `train` extra (torch==2.13.0 and the TRL stack) and the `docker`
-# extra (the compose worker starts trainer containers with it), from pyproject.toml alone: the multi-GB layer is rebuilt only when the pins change.
+# extra (the compose worker starts trainer containers with it), from pyproject.toml alone: the
+# multi-GB layer is rebuilt only when the pins change.
 COPY pyproject.toml ./
-RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['train'] + p['optional-dependencies']['docker']))" > /tmp/requirements.txt \
+RUN python3 /opt/ftapi-image/requirements.py train docker > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 

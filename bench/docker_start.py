@@ -5,12 +5,10 @@
     .venv/bin/python -m bench.docker_start [--image ftapi-trainer:dev --repeat 2]
 
 Each side runs a real `ftapi serve` (S3 storage on moto's server for both, so only the executor
-differs) and a 1-epoch tiny-chat LoRA job; seconds are counted from `jobs.create` returning, polled
-every 50 ms: queued (files validated), running (dispatched: the subprocess or container started),
-trainer up (its "Fine-tuning job started" event: process/container start, imports, data download,
-model load) and the first metrics event (step 10). tiny-chat is built beforehand on both sides (the
-local data dir and the container's model-cache volume), so neither pays for building it. Sides
-alternate; the median of the repeats is printed, with the trainer image's size.
+differs) and a 1-epoch tiny-chat LoRA job, timed as bench/job_start.py says: create → queued →
+running → trainer up → first metrics. tiny-chat is built beforehand on both sides (the local data dir
+and the containers' model-cache volume), so neither pays for building it. Sides alternate; the median
+of the repeats is printed, with the trainer image's size.
 """
 
 from __future__ import annotations
@@ -20,51 +18,10 @@ import json
 import secrets
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 CACHE_VOLUME = "ftapi-bench-model-cache"
-MARKS = ("queued", "running", "trainer_up", "first_metrics")
-
-
-def measure(data: Path, env: dict[str, str]) -> dict[str, float]:
-    import openai
-
-    from tests.conftest import ADMIN_KEY
-    from tests.support.sentiment import sentiment_sets, to_jsonl
-    from tests.support.server import run_server
-
-    marks: dict[str, float] = {}
-    server_env = {"FTAPI_API_KEY": ADMIN_KEY, "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2", **env}
-    with run_server(data, server_env) as srv:
-        client = openai.OpenAI(base_url=srv.base_url, api_key=ADMIN_KEY)
-        fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
-        t0 = time.perf_counter()
-        job = client.fine_tuning.jobs.create(
-            model="tiny-chat",
-            training_file=fid,
-            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}},
-        )
-        while "first_metrics" not in marks:
-            status = client.fine_tuning.jobs.retrieve(job.id)
-            now = time.perf_counter() - t0
-            if status.status in ("queued", "running", "succeeded"):
-                marks.setdefault("queued", now)
-            if status.status in ("running", "succeeded"):
-                marks.setdefault("running", now)
-            events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
-            if any(e.message == "Fine-tuning job started" for e in events):
-                marks.setdefault("trainer_up", now)
-            if any(e.type == "metrics" for e in events):
-                marks.setdefault("first_metrics", now)
-            if status.status in ("failed", "cancelled") or now > 300:
-                raise SystemExit(f"the job ended {status.status} before training: {status.error}")
-            time.sleep(0.05)
-        wait = time.monotonic() + 120  # let it finish: the next side starts on a quiet machine
-        while client.fine_tuning.jobs.retrieve(job.id).status == "running" and time.monotonic() < wait:
-            time.sleep(0.2)
-    return marks
 
 
 def warm_cache(client: Any, image: str) -> None:
@@ -98,6 +55,7 @@ def main() -> None:
 
     import docker
 
+    from bench.job_start import MARKS, link_models, time_job_start
     from tests.conftest import s3_env
     from tests.support.moto_server import run_moto_server
     from trainer.tiny import build_tiny_chat
@@ -114,9 +72,7 @@ def main() -> None:
         for round_ in range(args.repeat):
             for side in ("local", "docker") if round_ % 2 == 0 else ("docker", "local"):
                 data = Path(tmp) / f"{side}-{round_}"
-                (data / "models").mkdir(parents=True)
-                for item in models.iterdir():
-                    (data / "models" / item.name).symlink_to(item)
+                link_models(data, models)
                 env = s3_env(endpoint, "bench-" + secrets.token_hex(4))
                 if side == "docker":
                     env |= {
@@ -126,7 +82,7 @@ def main() -> None:
                         "FTAPI_DOCKER__CACHE_VOLUME": CACHE_VOLUME,
                         "FTAPI_DOCKER__ENV": json.dumps({"HF_HUB_OFFLINE": "1"}),
                     }
-                marks = measure(data, env)
+                marks = time_job_start(data, env, finish=True)
                 results[side].append(marks)
                 print(side, json.dumps({k: round(v, 2) for k, v in marks.items()}), flush=True)
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import random
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -114,44 +113,12 @@ def held_out_loss(run: dict[str, Any], rows: list[dict[str, Any]]) -> float:
 
 
 def start_overhead(model_cache: Path) -> dict[str, float]:
-    import openai
+    from bench.job_start import link_models, time_job_start
 
-    from tests.conftest import ADMIN_KEY
-    from tests.support.sentiment import sentiment_sets, to_jsonl
-    from tests.support.server import run_server
-
-    marks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "srv"
-        (data / "models").mkdir(parents=True)
-        for item in model_cache.iterdir():  # tiny-chat is already built: model load is what remains
-            (data / "models" / item.name).symlink_to(item)
-        env = {"FTAPI_API_KEY": ADMIN_KEY, "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2"}
-        with run_server(data, env) as srv:
-            client = openai.OpenAI(base_url=srv.base_url, api_key=ADMIN_KEY)
-            fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
-            t0 = time.perf_counter()
-            job = client.fine_tuning.jobs.create(
-                model="tiny-chat",
-                training_file=fid,
-                method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}},
-            )
-            while "first_metrics" not in marks:
-                status = client.fine_tuning.jobs.retrieve(job.id).status
-                now = time.perf_counter() - t0
-                if status in ("queued", "running", "succeeded"):
-                    marks.setdefault("queued", now)
-                if status in ("running", "succeeded"):
-                    marks.setdefault("running", now)
-                events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
-                if any(e.message == "Fine-tuning job started" for e in events):
-                    marks.setdefault("trainer_up", now)
-                if any(e.type == "metrics" for e in events):
-                    marks.setdefault("first_metrics", now)
-                if status in ("failed", "cancelled") or now > 300:
-                    raise SystemExit(f"the job ended {status} before training")
-                time.sleep(0.05)
-    return marks
+        link_models(data, model_cache)  # tiny-chat is already built: model load is what remains
+        return time_job_start(data, {})
 
 
 def main() -> None:

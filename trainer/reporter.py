@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -50,14 +51,27 @@ class JsonlReporter:
 
 
 COMPLETE_TIMEOUT_SECONDS = 900
+# How long a report waits for the API to come back. A trainer outlives the process that started it
+# (a container, a Kubernetes Job), so an API or worker restart must not end it: the run waits (its
+# training pauses at the next report) and goes on once the API answers again.
+UNREACHABLE_API_SECONDS = 600.0
+_MAX_BACKOFF_SECONDS = 10.0
 
 
 class HttpReporter:
-    """Posts to the API's internal endpoints for this job; retries briefly so a blip loses nothing."""
+    """Posts to the API's internal endpoints for this job. A report the API refuses (4xx) stops the
+    run; one it cannot take now (connection refused, 5xx) is retried until `retry_seconds` pass."""
 
-    def __init__(self, base_url: str, job_id: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        job_id: str,
+        token: str | None = None,
+        retry_seconds: float = UNREACHABLE_API_SECONDS,
+    ) -> None:
         self.url = f"{base_url.rstrip('/')}/internal/v1/fine_tuning/jobs/{job_id}"
         self.token = token or os.environ["FTAPI_JOB_TOKEN"]
+        self.retry_seconds = retry_seconds
 
     def _post(self, path: str, body: dict[str, Any], timeout: float = 30) -> None:
         request = urllib.request.Request(
@@ -66,20 +80,34 @@ class HttpReporter:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
             method="POST",
         )
-        for attempt in range(5):
+        deadline = time.monotonic() + self.retry_seconds
+        backoff = 0.5
+        warned = False
+        while True:
             try:
                 with urllib.request.urlopen(request, timeout=timeout):
+                    if warned:
+                        print(f"ftapi: the API answers again ({self.url})", file=sys.stderr, flush=True)
                     return
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:
                     raise ReportRejected(f"{exc.code}: {exc.read()[:500]!r}") from exc
-                if attempt == 4:
-                    raise
-                time.sleep(0.5 * 2**attempt)
-            except OSError:
-                if attempt == 4:
-                    raise
-                time.sleep(0.5 * 2**attempt)
+                failure: OSError = exc
+            except OSError as exc:
+                failure = exc
+            if time.monotonic() + backoff > deadline:
+                raise failure
+            if not warned:
+                # On the trainer's output (kept with the job): why the run stands still.
+                print(
+                    f"ftapi: the API does not answer ({self.url}{path}: {failure}); "
+                    f"retrying for up to {self.retry_seconds:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                warned = True
+            time.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
     def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
         self._post("/events", {"type": kind, "level": level, "message": message, "data": data})

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_INPUTS = ["Dockerfile", ".dockerignore", "pyproject.toml", "README.md"]
-SOURCE_DIRS = ["api", "storage", "serving", "trainer"]
+SOURCE_DIRS = ["api", "storage", "serving", "trainer", "deploy/image"]
 
 
 def engine() -> Any:
