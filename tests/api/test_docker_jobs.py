@@ -36,6 +36,7 @@ from tests.support.jobs import (
     wait_for_status,
 )
 from tests.support.sentiment import sentiment_sets, to_jsonl
+from tests.support.moto_server import free_port
 from tests.support.server import RunningServer, run_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.s3]
@@ -69,9 +70,15 @@ def docker_env(moto_endpoint: str, image: str, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def tracked(docker_client: Any, job_ids: list[str]) -> Iterator[None]:
-    """Removes the tests' containers whatever happens."""
+    """Removes the tests' containers whatever happens; when the test fails, prints their output first."""
     try:
         yield
+    except BaseException:
+        for job_id in job_ids:
+            for container in containers_of(docker_client, job_id):
+                output = container.logs(tail=60).decode(errors="replace")
+                print(f"--- {container.name} ({container.status}), last lines:\n{output}")
+        raise
     finally:
         for job_id in job_ids:
             remove_containers_of(docker_client, job_id)
@@ -212,16 +219,17 @@ def test_a_restarted_worker_adopts_its_container_or_resumes_without_it(
         moto_endpoint, trainer_image, FTAPI_RUN_LEASE_SECONDS="3", FTAPI_DOCKER__KEEP_CONTAINERS="true"
     )
     data = tmp_path / "data"
+    port = free_port()  # every restart serves where the trainer reports
     job_ids: list[str] = []
     with tracked(docker_client, job_ids):
-        with run_server(data, env) as first:
+        with run_server(data, env, port=port) as first:
             client = sdk(first)
             job_id = create_job(client, 50)
             job_ids.append(job_id)
             wait_for_event(client, job_id, is_checkpoint, timeout=240)
             os.kill(first.pid, signal.SIGKILL)  # the container lives on: the engine owns it
         adopted = "The job's worker stopped; another worker took over its trainer (attempt 1)"
-        with run_server(data, env) as second:
+        with run_server(data, env, port=port) as second:
             client = sdk(second)
             wait_for_event(client, job_id, lambda m: m == adopted, timeout=60)
             wait_for_event(client, job_id, is_checkpoint, after=adopted, timeout=120)
@@ -229,7 +237,7 @@ def test_a_restarted_worker_adopts_its_container_or_resumes_without_it(
             os.kill(second.pid, signal.SIGKILL)
         # This time the container goes too: the next worker queues the job again and it resumes.
         remove_containers_of(docker_client, job_id)
-        with run_server(data, env) as third:
+        with run_server(data, env, port=port) as third:
             client = sdk(third)
             done = wait_for_status(client, job_id, {"succeeded", "failed"}, 400)
             assert done.status == "succeeded", done.error

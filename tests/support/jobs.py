@@ -47,7 +47,9 @@ def wait_for_event(
         found = [m for m in messages if matches(m)]
         if found:
             return found[-1]
-        assert time.monotonic() < deadline, f"no matching event for {job_id} (after {after!r})"
+        assert time.monotonic() < deadline, (
+            f"no matching event for {job_id} (after {after!r}); the last events: {messages[-8:]}"
+        )
         time.sleep(0.3)
 
 

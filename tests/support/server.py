@@ -34,9 +34,10 @@ class RunningServer:
 
 @contextmanager
 def run_server(
-    data_dir: Path, extra_env: dict[str, str], *, ready_timeout: float = 60
+    data_dir: Path, extra_env: dict[str, str], *, ready_timeout: float = 60, port: int | None = None
 ) -> Iterator[RunningServer]:
-    port = free_port()
+    """`port`: a fixed one, for a server that restarts where its trainers report to."""
+    port = port or free_port()
     env = {
         **os.environ,
         "FTAPI_LOG_FORMAT": "json",
