@@ -2,7 +2,7 @@
 
     eval "$(/work/shared/tools/container-engine.sh)"     # here; elsewhere any Docker engine
     make images                                          # ftapi-trainer:dev
-    .venv/bin/python -m bench.docker_start [--image ftapi-trainer:dev --repeat 2]
+    .venv/bin/python -m bench.docker_start [--image ftapi-trainer:dev --repeat 3]
 
 Each side runs a real `ftapi serve` (S3 storage on moto's server for both, so only the executor
 differs) and a 1-epoch tiny-chat LoRA job, timed as bench/job_start.py says: create → queued →
@@ -50,7 +50,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--image", default="ftapi-trainer:dev")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="Runs per side; the median counts.")
     args = parser.parse_args()
 
     import docker
@@ -90,9 +90,10 @@ def main() -> None:
     for side, runs in results.items():
         report[side] = {m: round(statistics.median(r[m] for r in runs), 2) for m in MARKS}
     report["docker_minus_local"] = {m: round(report["docker"][m] - report["local"][m], 2) for m in MARKS}
+    report["docker_over_local"] = {m: round(report["docker"][m] / report["local"][m], 2) for m in MARKS}
     print(f"trainer image {args.image}: {size_mb:,.0f} MB")
     print(f"{'seconds after create':<22}" + "".join(f"{m:>15}" for m in MARKS))
-    for side in ("local", "docker", "docker_minus_local"):
+    for side in ("local", "docker", "docker_minus_local", "docker_over_local"):
         print(f"{side:<22}" + "".join(f"{report[side][m]:>15.2f}" for m in MARKS))
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)

@@ -35,8 +35,8 @@ from tests.support.jobs import (
     wait_for_event,
     wait_for_status,
 )
-from tests.support.sentiment import sentiment_sets, to_jsonl
 from tests.support.moto_server import free_port
+from tests.support.sentiment import sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.s3]
