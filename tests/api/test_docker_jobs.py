@@ -14,8 +14,10 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 import openai
@@ -36,6 +38,7 @@ from tests.support.jobs import (
     wait_for_status,
 )
 from tests.support.moto_server import free_port
+from tests.support.postgres import temporary_database
 from tests.support.sentiment import sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
 
@@ -88,6 +91,27 @@ def sdk(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
 
 
+@dataclass
+class DockerJobs:
+    """A running server with the Docker executor, its SDK client, and the jobs a test made."""
+
+    server: RunningServer
+    client: openai.OpenAI
+    job_ids: list[str]
+
+    def create(self, n_epochs: int, suffix: str | None = None) -> str:
+        job_id = create_job(self.client, n_epochs, suffix)
+        self.job_ids.append(job_id)
+        return job_id
+
+
+@contextmanager
+def docker_jobs(data: Path, env: dict[str, str], docker_client: Any) -> Iterator[DockerJobs]:
+    job_ids: list[str] = []
+    with run_server(data, env) as srv, tracked(docker_client, job_ids):
+        yield DockerJobs(srv, sdk(srv), job_ids)
+
+
 def create_job(client: openai.OpenAI, n_epochs: int, suffix: str | None = None) -> str:
     fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
     return client.fine_tuning.jobs.create(
@@ -120,14 +144,9 @@ def stored_text(server: RunningServer, key: str) -> str:
 def test_lora_job_trains_in_a_container_end_to_end(
     tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
 ) -> None:
-    job_ids: list[str] = []
-    with (
-        run_server(tmp_path / "data", docker_env(moto_endpoint, trainer_image)) as srv,
-        tracked(docker_client, job_ids),
-    ):
-        client = sdk(srv)
-        job_id = create_job(client, 40, suffix="boxed")
-        job_ids.append(job_id)
+    with docker_jobs(tmp_path / "data", docker_env(moto_endpoint, trainer_image), docker_client) as jobs:
+        srv, client = jobs.server, jobs.client
+        job_id = jobs.create(40, suffix="boxed")
         running = wait_for_status(client, job_id, {"running", "failed"}, 60)
         assert running.status == "running", running.error
         [container] = containers_of(docker_client, job_id)
@@ -166,14 +185,9 @@ def _project_of(server: RunningServer, job_id: str) -> str:
 def test_cancel_stops_and_removes_the_container(
     tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
 ) -> None:
-    job_ids: list[str] = []
-    with (
-        run_server(tmp_path / "data", docker_env(moto_endpoint, trainer_image)) as srv,
-        tracked(docker_client, job_ids),
-    ):
-        client = sdk(srv)
-        job_id = create_job(client, 50)
-        job_ids.append(job_id)
+    with docker_jobs(tmp_path / "data", docker_env(moto_endpoint, trainer_image), docker_client) as jobs:
+        client = jobs.client
+        job_id = jobs.create(50)
         wait_for_event(client, job_id, is_checkpoint, timeout=240)
         assert client.fine_tuning.jobs.cancel(job_id).status == "cancelled"
         wait_until_no_container(docker_client, job_id, timeout=60)
@@ -199,12 +213,10 @@ def test_a_missing_image_fails_the_job_at_once(
 def test_a_tiny_memory_limit_fails_as_out_of_memory(
     tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
 ) -> None:
-    job_ids: list[str] = []
     env = docker_env(moto_endpoint, trainer_image, FTAPI_DOCKER__MEMORY="64m", FTAPI_MAX_JOB_ATTEMPTS="1")
-    with run_server(tmp_path / "data", env) as srv, tracked(docker_client, job_ids):
-        client = sdk(srv)
-        job_id = create_job(client, 1)
-        job_ids.append(job_id)
+    with docker_jobs(tmp_path / "data", env, docker_client) as jobs:
+        client = jobs.client
+        job_id = jobs.create(1)
         failed = wait_for_status(client, job_id, {"failed", "succeeded"}, 180)
         assert failed.status == "failed" and failed.error is not None, failed
         assert failed.error.code == "training_failed"
@@ -250,3 +262,45 @@ def test_a_restarted_worker_adopts_its_container_or_resumes_without_it(
             # container for attempt 2, and never two for one attempt.
             attempts = [c.labels["ftapi.attempt"] for c in containers_of(docker_client, job_id)]
             assert attempts == ["2"], attempts
+
+
+def test_a_worker_in_the_trainer_image_starts_trainers_through_the_engine_socket(
+    tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
+) -> None:
+    """deploy/compose.yaml's worker: `ftapi worker` in the trainer image, with the engine's socket
+    mounted, starts each trainer as a sibling container. API and worker share PostgreSQL and S3.
+    Here the socket is root's alone (mode 0600), so the worker container runs as root; compose runs
+    it as uid 10001 with the socket's group added (DOCKER_GID)."""
+    socket_path = urlparse(os.environ["DOCKER_HOST"]).path
+    with temporary_database() as database_url:
+        env = docker_env(
+            moto_endpoint, trainer_image, FTAPI_DATABASE_URL=database_url, FTAPI_MAX_CONCURRENT_JOBS="0"
+        )
+        with docker_jobs(tmp_path / "data", env, docker_client) as jobs:
+            worker_env = {
+                **{k: v for k, v in env.items() if k.startswith(("FTAPI_", "AWS_"))},
+                "FTAPI_MAX_CONCURRENT_JOBS": "1",
+                "FTAPI_INTERNAL_URL": jobs.server.url,  # where its trainers report
+                "FTAPI_DOCKER__URL": "unix:///var/run/docker.sock",
+                "HF_HUB_OFFLINE": "1",
+            }
+            worker = docker_client.containers.run(
+                trainer_image,
+                ["ftapi", "worker"],
+                name="ftapi-test-worker-" + secrets.token_hex(4),
+                environment=worker_env,
+                network_mode="host",
+                volumes={socket_path: {"bind": "/var/run/docker.sock", "mode": "rw"}},
+                user="0",
+                detach=True,
+            )
+            try:
+                job_id = jobs.create(2)  # succeeded: the API has served its model once already
+                done = wait_for_status(jobs.client, job_id, {"succeeded", "failed", "cancelled"}, 400)
+                worker_log = worker.logs().decode(errors="replace")
+                assert done.status == "succeeded" and done.fine_tuned_model, (done.error, worker_log[-3000:])
+                assert "docker.container_started" in worker_log and f"ftapi-{job_id}-1" in worker_log
+                assert "docker.container_started" not in jobs.server.log_text()  # the API ran none
+                wait_until_no_container(docker_client, job_id)
+            finally:
+                worker.remove(force=True)
