@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.dispatch.docker import DockerConfig
+from api.dispatch.executor import TRAINER_IMAGE
 from api.dispatch.kubernetes import KubernetesConfig
 from serving.vllm import VllmConfig
 from storage.config import LocalStoreConfig, S3StoreConfig
@@ -54,7 +55,12 @@ class Settings(BaseSettings):
         default="local",
         description="Where trainers run: subprocesses here, containers on this machine, or Kubernetes Jobs.",
     )
-    docker: DockerConfig | None = Field(default=None, description="FTAPI_DOCKER__IMAGE, ...")
+    trainer_image: str = Field(
+        default=TRAINER_IMAGE,
+        description="The trainer image of the docker and kubernetes executors (`make images` builds this "
+        "tag); FTAPI_DOCKER__IMAGE or FTAPI_KUBERNETES__IMAGE overrides it for one executor.",
+    )
+    docker: DockerConfig | None = Field(default=None, description="FTAPI_DOCKER__NETWORK, ...")
     kubernetes: KubernetesConfig | None = Field(default=None, description="FTAPI_KUBERNETES__NAMESPACE, ...")
     cancel_grace_seconds: float = Field(
         default=30.0, description="Time a stopped trainer (cancel, pause) gets to save a checkpoint and exit."

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import BaseModel, Field
 
-from api.dispatch.executor import ExecutorUnavailable, RunNotStarted, RunStatus
+from api.dispatch.executor import TRAINER_IMAGE, ExecutorUnavailable, RunNotStarted, RunStatus
 from storage.config import LocalStoreConfig, S3StoreConfig
 from trainer.spec import JobSpec
 
@@ -49,7 +49,7 @@ class DockerConfig(BaseModel):
     url: str | None = Field(
         default=None, description="The engine's API, e.g. unix:///run/podman.sock; default DOCKER_HOST."
     )
-    image: str = Field(default="ftapi-trainer:dev", description="The trainer image (`make images`).")
+    image: str | None = Field(default=None, description="The trainer image; default FTAPI_TRAINER_IMAGE.")
     command: list[str] = Field(
         default_factory=lambda: ["python", "-m", "trainer", "run", "--spec-env", SPEC_ENV]
     )
@@ -108,7 +108,7 @@ def create_kwargs(spec: JobSpec, env: dict[str, str], config: DockerConfig) -> d
         root = str(spec.storage.root)
         volumes[root] = {"bind": root, "mode": "rw"}
     kwargs: dict[str, Any] = {
-        "image": config.image,
+        "image": config.image or TRAINER_IMAGE,
         "command": list(config.command),
         "name": container_name(spec.job_id, spec.attempt),
         "labels": labels,
@@ -191,7 +191,7 @@ class DockerExecutor:
     """Runs each trainer attempt as a container. Handles are `docker:<container name>`."""
 
     def __init__(self, config: DockerConfig, grace_seconds: float = 30.0) -> None:
-        self.config = config
+        self.config = config if config.image else config.model_copy(update={"image": TRAINER_IMAGE})
         self.grace_seconds = grace_seconds
         self._client: DockerClient | None = None
         self._lock = threading.Lock()
@@ -246,7 +246,7 @@ class DockerExecutor:
         except docker.errors.ImageNotFound:
             raise RunNotStarted(
                 f"trainer image {image} not found on the container engine: build it with "
-                "`make images` or set FTAPI_DOCKER__IMAGE"
+                "`make images` or set FTAPI_TRAINER_IMAGE"
             ) from None
         kwargs = create_kwargs(spec, env, self.config)
         name = kwargs["name"]

@@ -8,6 +8,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from trainer.spec import JobSpec
 
+# The trainer image's tag as `make images` builds it: the default of FTAPI_TRAINER_IMAGE.
+TRAINER_IMAGE = "ftapi-trainer:dev"
+
 
 @dataclass(frozen=True)
 class RunStatus:

@@ -11,12 +11,16 @@ def build_executor(settings: Settings) -> Executor:
         # Imported only here: the `kubernetes` client is an optional extra (`pip install ftapi[kubernetes]`).
         from api.dispatch.kubernetes import KubernetesConfig, KubernetesExecutor
 
-        return KubernetesExecutor(settings.kubernetes or KubernetesConfig(), settings.cancel_grace_seconds)
+        kubernetes = settings.kubernetes or KubernetesConfig()
+        kubernetes = kubernetes.model_copy(update={"image": kubernetes.image or settings.trainer_image})
+        return KubernetesExecutor(kubernetes, settings.cancel_grace_seconds)
     if settings.executor == "docker":
         # The `docker` SDK is an optional extra too (`pip install ftapi[docker]`).
         from api.dispatch.docker import DockerConfig, DockerExecutor
 
-        return DockerExecutor(settings.docker or DockerConfig(), settings.cancel_grace_seconds)
+        docker = settings.docker or DockerConfig()
+        docker = docker.model_copy(update={"image": docker.image or settings.trainer_image})
+        return DockerExecutor(docker, settings.cancel_grace_seconds)
     from api.dispatch.local import LocalExecutor
 
     return LocalExecutor(settings.data_dir.resolve() / "runs")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 from pydantic import BaseModel, Field, SecretStr
 
-from api.dispatch.executor import RunStatus
+from api.dispatch.executor import TRAINER_IMAGE, RunStatus
 from trainer.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class KubernetesConfig(BaseModel):
     """How trainer Jobs are made. Environment: `FTAPI_KUBERNETES__<FIELD>` (maps and lists as JSON)."""
 
     namespace: str = "default"
-    image: str = Field(default="ftapi-trainer:latest", description="The trainer image.")
+    image: str | None = Field(default=None, description="The trainer image; default FTAPI_TRAINER_IMAGE.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = Field(default_factory=list)
     service_account: str | None = None
@@ -172,7 +172,7 @@ def build_job(
         limits["nvidia.com/gpu"] = str(config.gpus)
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": config.image,
+        "image": config.image or TRAINER_IMAGE,
         "imagePullPolicy": config.image_pull_policy,
         "command": list(config.command),
         "env": env,
@@ -233,7 +233,7 @@ class KubernetesExecutor:
     ) -> None:
         from kubernetes import client
 
-        self.config = config
+        self.config = config if config.image else config.model_copy(update={"image": TRAINER_IMAGE})
         self.grace_seconds = grace_seconds
         self._api = api or api_client(config)
         self._batch = client.BatchV1Api(self._api)

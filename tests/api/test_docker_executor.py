@@ -101,8 +101,9 @@ def test_create_kwargs_carry_labels_limits_and_secrets_only_in_the_environment()
 
 def test_defaults_need_no_limits_and_mount_local_storage_at_its_path(tmp_path: Path) -> None:
     config = DockerConfig()
-    assert (config.image, config.network, config.keep_containers) == ("ftapi-trainer:dev", "host", False)
+    assert (config.image, config.network, config.keep_containers) == (None, "host", False)
     kwargs = create_kwargs(make_spec(LocalStoreConfig(root=tmp_path)), {}, config)
+    assert kwargs["image"] == "ftapi-trainer:dev"  # the tag `make images` builds
     assert not {"mem_limit", "nano_cpus", "device_requests"} & set(kwargs)
     assert kwargs["volumes"][str(tmp_path)] == {"bind": str(tmp_path), "mode": "rw"}
     spec = JobSpec.model_validate_json(kwargs["environment"]["FTAPI_JOB_SPEC"])
@@ -195,6 +196,18 @@ def test_settings_select_the_docker_executor_without_reaching_an_engine(
     assert isinstance(executor, DockerExecutor) and executor.grace_seconds == 12
     assert executor.config.image == "ftapi-trainer:7" and executor.config.memory == "2g"
     assert executor.config.env == {"HF_HUB_OFFLINE": "1"}
+
+
+def test_one_trainer_image_setting_serves_both_container_executors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FTAPI_DOCKER__URL", NO_ENGINE)
+    monkeypatch.setenv("FTAPI_TRAINER_IMAGE", "registry.example/ftapi-trainer:2.0")
+    assert DockerExecutor(DockerConfig()).config.image == "ftapi-trainer:dev"  # built directly: the default
+    monkeypatch.setenv("FTAPI_EXECUTOR", "docker")
+    docker = build_executor(Settings())
+    assert isinstance(docker, DockerExecutor) and docker.config.image == "registry.example/ftapi-trainer:2.0"
+    monkeypatch.setenv("FTAPI_DOCKER__IMAGE", "ftapi-trainer:local")  # one executor's own image wins
+    docker = build_executor(Settings())
+    assert isinstance(docker, DockerExecutor) and docker.config.image == "ftapi-trainer:local"
 
 
 def test_an_unreachable_engine_is_unavailable_not_a_crash() -> None:

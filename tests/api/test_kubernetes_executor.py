@@ -343,3 +343,17 @@ def test_specs_never_carry_storage_credentials() -> None:
         "AWS_SECRET_ACCESS_KEY": S3_SECRET,
     }
     assert storage_credentials_env(Settings()) == {}
+
+
+def test_the_trainer_image_setting_reaches_the_job(
+    fake: FakeKubernetes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.dispatch.factory import build_executor
+    from api.settings import Settings
+
+    monkeypatch.setenv("FTAPI_EXECUTOR", "kubernetes")
+    monkeypatch.setenv("FTAPI_KUBERNETES__API_URL", fake.url)
+    monkeypatch.setenv("FTAPI_TRAINER_IMAGE", "registry.example/ftapi-trainer:2.0")
+    executor = build_executor(Settings())
+    assert isinstance(executor, KubernetesExecutor)
+    assert executor.config.image == "registry.example/ftapi-trainer:2.0"
