@@ -39,6 +39,10 @@ SECRET_NAMES_LABEL = "ftapi.secret_env"  # the names (never the values) of the s
 OUTPUT_LINES = 2000  # of a finished container's output, kept in storage
 EVENT_LINES = 20  # of those, in the job's event when a run fails
 _TIMEOUT = 30  # seconds per engine call
+# Container states in which the trainer may still run. podman's "stopping" (SIGTERM sent, the trainer
+# saving its checkpoint) shows exit code 0; taken for an exit, the container was removed mid-save
+# (seen here: a paused job lost the checkpoint of its stop).
+_ALIVE = ("created", "running", "restarting", "paused", "stopping", "initialized", "configured")
 _OOM_EXIT = 137  # 128 + SIGKILL: the kernel's OOM killer (or a forced stop)
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
 
@@ -154,7 +158,7 @@ def redact(text: str, secrets: list[str]) -> str:
 
 def status_of(state: dict[str, Any], memory_limit: int | None, output: str) -> RunStatus:
     """Map a container's `State` (from inspect) to a RunStatus. `memory_limit` in bytes, if any."""
-    if state.get("Running") or state.get("Status") in ("created", "running", "restarting", "paused"):
+    if state.get("Running") or state.get("Status") in _ALIVE:
         return RunStatus("running")
     code = int(state.get("ExitCode") or 0)
     tail = output or None

@@ -127,6 +127,8 @@ MIB = 1 << 20
     [
         ({"Status": "running", "Running": True}, None, RunStatus("running")),
         ({"Status": "created"}, None, RunStatus("running")),
+        # podman while a stop is under way: the trainer is saving its checkpoint, not done.
+        ({"Status": "stopping", "Running": False, "ExitCode": 0}, None, RunStatus("running")),
         ({"Status": "exited", "ExitCode": 0}, None, RunStatus("exited", 0)),
         (
             {"Status": "exited", "ExitCode": 1},

@@ -32,7 +32,10 @@ from tests.support.docker_engine import (
 )
 from tests.support.jobs import (
     events_oldest_first,
+    finishes_from,
     is_checkpoint,
+    lenient,
+    pause_when_saved,
     right_answers,
     wait_for_event,
     wait_for_status,
@@ -193,6 +196,26 @@ def test_cancel_stops_and_removes_the_container(
         wait_until_no_container(docker_client, job_id, timeout=60)
         job = client.fine_tuning.jobs.retrieve(job_id)
         assert job.status == "cancelled" and job.fine_tuned_model is None
+
+
+def test_pause_saves_a_checkpoint_in_the_container_and_resume_starts_the_next_attempt(
+    tmp_path: Path, docker_client: Any, trainer_image: str, moto_endpoint: str
+) -> None:
+    """SIGTERM reaches the trainer as the container's PID 1: it saves a checkpoint and exits before
+    the grace runs out; resume runs attempt 2 in a new container, from that checkpoint."""
+    with docker_jobs(tmp_path / "data", docker_env(moto_endpoint, trainer_image), docker_client) as jobs:
+        client = jobs.client
+        job_id = jobs.create(20)  # 200 steps: the pause lands long before the end
+        wait_for_event(client, job_id, is_checkpoint, timeout=240)
+        step = pause_when_saved(client, job_id)
+        wait_until_no_container(docker_client, job_id, timeout=60)
+        assert lenient(client).fine_tuning.jobs.retrieve(job_id).status == "paused"
+        assert lenient(client).fine_tuning.jobs.resume(job_id).status in ("queued", "running")
+        running = wait_for_status(client, job_id, {"running", "failed"}, 60)
+        assert running.status == "running", running.error
+        assert [c.labels["ftapi.attempt"] for c in containers_of(docker_client, job_id)] == ["2"]
+        finishes_from(client, job_id, step, last_step=200)
+        wait_until_no_container(docker_client, job_id)
 
 
 def test_a_missing_image_fails_the_job_at_once(

@@ -17,7 +17,10 @@ import pytest
 from tests.conftest import Project, new_project
 from tests.support.jobs import (
     events_oldest_first,
+    finishes_from,
     is_checkpoint,
+    lenient,
+    pause_when_saved,
     right_answers,
     wait_for_event,
     wait_for_status,
@@ -224,24 +227,10 @@ def test_pause_saves_a_checkpoint_and_resume_continues_from_it(client: openai.Op
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 50}}},
     )
     wait_for_event(client, job.id, is_checkpoint)
-    # `paused` is on the wire but not in the SDK's status enum: strict parsing rejects it, as at OpenAI.
-    lenient = openai.OpenAI(base_url=str(client.base_url), api_key=client.api_key)
-    assert lenient.fine_tuning.jobs.pause(job.id).status == "paused"
-    # The trainer saves where it stands and stops: a checkpoint newer than the pause request.
-    saved = wait_for_event(client, job.id, is_checkpoint, after="Fine-tuning job paused", timeout=60)
-    step = int(saved.split()[4])
+    step = pause_when_saved(client, job.id)
     time.sleep(2)
-    assert lenient.fine_tuning.jobs.retrieve(job.id).status == "paused"
-    newest = client.fine_tuning.jobs.checkpoints.list(job.id, limit=1).data[0]
-    assert newest.step_number == step and newest.fine_tuned_model_checkpoint.endswith(f":ckpt-step-{step}")
-
-    assert lenient.fine_tuning.jobs.resume(job.id).status in ("queued", "running")
-    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=300)
-    assert done.status == "succeeded", done.error
-    messages = [e.message for e in events_oldest_first(client, job.id)]
-    resumed = messages.index(f"Fine-tuning job resumed from the checkpoint at step {step}")
-    steps_after = [int(m.split()[1].split("/")[0]) for m in messages[resumed:] if m.startswith("Step ")]
-    assert steps_after and min(steps_after) > step and max(steps_after) == 500  # continued, not restarted
-    assert messages.count("Fine-tuning job started") == 1
+    assert lenient(client).fine_tuning.jobs.retrieve(job.id).status == "paused"  # stays paused
+    assert lenient(client).fine_tuning.jobs.resume(job.id).status in ("queued", "running")
+    done = finishes_from(client, job.id, step, last_step=500)
     rows = result_csv(client, done.result_files[0])
     assert int(rows[-1][0]) == 500

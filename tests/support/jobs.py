@@ -86,3 +86,33 @@ def right_answers(client: openai.OpenAI, model: str) -> int:
         assert done.model == model
         right += (done.choices[0].message.content or "").strip() == expected
     return right
+
+
+def lenient(client: openai.OpenAI) -> openai.OpenAI:
+    """A client that parses `status: "paused"`: it is on the wire but not in the SDK's status enum,
+    so strict parsing rejects it, as it would at OpenAI."""
+    return openai.OpenAI(base_url=str(client.base_url), api_key=client.api_key)
+
+
+def pause_when_saved(client: openai.OpenAI, job_id: str) -> int:
+    """Pause a training job; returns the step of the checkpoint its trainer saved on the way out
+    (newer than the pause request), which is then the job's newest."""
+    assert lenient(client).fine_tuning.jobs.pause(job_id).status == "paused"
+    saved = wait_for_event(client, job_id, is_checkpoint, after="Fine-tuning job paused", timeout=60)
+    step = int(saved.split()[4])
+    newest = client.fine_tuning.jobs.checkpoints.list(job_id, limit=1).data[0]
+    assert newest.step_number == step and newest.fine_tuned_model_checkpoint.endswith(f":ckpt-step-{step}")
+    return step
+
+
+def finishes_from(client: openai.OpenAI, job_id: str, step: int, last_step: int) -> FineTuningJob:
+    """A job resumed after a pause at `step` succeeds, continuing from that checkpoint to
+    `last_step` (not restarting), with one "started" event in all."""
+    done = wait_for_status(client, job_id, {"succeeded", "failed", "cancelled"}, timeout=300)
+    assert done.status == "succeeded", done.error
+    messages = [e.message for e in events_oldest_first(client, job_id)]
+    resumed = messages.index(f"Fine-tuning job resumed from the checkpoint at step {step}")
+    steps_after = [int(m.split()[1].split("/")[0]) for m in messages[resumed:] if m.startswith("Step ")]
+    assert steps_after and min(steps_after) > step and max(steps_after) == last_step
+    assert messages.count("Fine-tuning job started") == 1
+    return done
