@@ -72,6 +72,10 @@ class HttpReporter:
         self.url = f"{base_url.rstrip('/')}/internal/v1/fine_tuning/jobs/{job_id}"
         self.token = token or os.environ["FTAPI_JOB_TOKEN"]
         self.retry_seconds = retry_seconds
+        # A local trainer is its worker's child and is stopped when the worker dies: once orphaned,
+        # nobody will read its reports, so it does not wait for them. (A container's trainer is
+        # PID 1, whose parent never changes.)
+        self._parent = os.getppid()
 
     def _post(self, path: str, body: dict[str, Any], timeout: float = 30) -> None:
         request = urllib.request.Request(
@@ -95,7 +99,7 @@ class HttpReporter:
                 failure: OSError = exc
             except OSError as exc:
                 failure = exc
-            if time.monotonic() + backoff > deadline:
+            if time.monotonic() + backoff > deadline or os.getppid() != self._parent:
                 raise failure
             if not warned:
                 # On the trainer's output (kept with the job): why the run stands still.

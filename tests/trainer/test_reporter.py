@@ -103,3 +103,13 @@ def test_server_errors_are_retried(api: Api) -> None:
     threading.Timer(1.0, lambda: setattr(api, "status", 200)).start()
     reporter.emit("message", "hello")
     assert len(api.received) >= 2
+
+
+def test_an_orphaned_local_trainer_does_not_wait(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its worker died (the trainer was re-parented): nobody will read the report, so no 10-minute wait."""
+    reporter = HttpReporter(f"http://127.0.0.1:{api.port}", "ftjob-1", token="tok", retry_seconds=600)
+    monkeypatch.setattr("os.getppid", lambda: 1)
+    began = time.monotonic()
+    with pytest.raises(OSError):
+        reporter.emit("message", "hello")
+    assert time.monotonic() - began < 60  # not the 600 s a living parent's trainer would wait
