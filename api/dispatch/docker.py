@@ -281,6 +281,10 @@ class DockerExecutor:
         except docker.errors.NotFound:
             self._stopping.discard(handle)
             return RunStatus("lost", detail="the trainer container is gone")
+        except docker.errors.APIError as exc:
+            # The engine could not say now (podman answers 500 while it removes a container):
+            # unknown, not over. The next poll asks again.
+            raise ExecutorUnavailable(f"the container engine could not inspect {name}: {exc}") from None
         state = container.attrs.get("State") or {}
         memory = (container.attrs.get("HostConfig") or {}).get("Memory") or None
         status = status_of(state, memory, "")

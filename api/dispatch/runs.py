@@ -154,7 +154,7 @@ async def watch_runs(
             active += 1
             continue
         if status.state == "running":
-            if job.status != "running":  # cancelled or paused (or resumed while still saving)
+            if job.status != "running" and should_stop(job, now, settings.cancel_grace_seconds):
                 await asyncio.to_thread(executor.cancel, handle, settings.cancel_grace_seconds)
             # The lease marks the run as alive, whatever the job's status: a resumed job waits
             # for its previous trainer to finish saving before another one starts.
@@ -171,6 +171,16 @@ async def watch_runs(
         )
     await session.commit()
     return active
+
+
+def should_stop(job: FineTuningJobRow, now: int, grace_seconds: float) -> bool:
+    """A live run whose job is no longer running: stop it when the job was cancelled or paused (or
+    resumed while the trainer still saves). A trainer whose job ended (it reported the end itself)
+    is exiting on its own: stopping it would cut off the output kept with the job, so it is stopped
+    only if it lingers past the grace."""
+    if job.status not in ("succeeded", "failed"):
+        return True
+    return job.finished_at is None or now - job.finished_at > grace_seconds
 
 
 def stopped_reason(status: RunStatus) -> str:

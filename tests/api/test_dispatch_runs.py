@@ -156,3 +156,27 @@ async def test_nothing_is_decided_while_the_executor_is_down(session: AsyncSessi
     assert await watch_runs(session, settings(tmp_path), executor, OLD) == 1
     job, events = await job_and_events(session)
     assert (job.status, job.claimed_by, executor.cancelled, events) == ("running", OLD, [], [])
+
+
+async def set_status(session: AsyncSession, status: str, finished_at: int | None) -> None:
+    job = await session.get(FineTuningJobRow, "ftjob-1")
+    assert job is not None
+    job.status, job.finished_at = status, finished_at
+    await session.commit()
+
+
+async def test_a_trainer_that_finished_its_job_exits_by_itself(session: AsyncSession, tmp_path: Path) -> None:
+    """It reported success and is still exiting: stopping it would cut off the output kept with the
+    job. Only one that lingers past the grace is stopped; a cancelled job's trainer is at once."""
+    executor = ScriptedExecutor(RunStatus("running"))
+    now = int(time.time())
+    await set_status(session, "succeeded", now)
+    assert await watch_runs(session, settings(tmp_path), executor, OLD) == 1
+    assert executor.cancelled == []
+    await set_status(session, "succeeded", now - 60)  # past the 30 s grace: stuck
+    await watch_runs(session, settings(tmp_path), executor, OLD)
+    assert executor.cancelled == ["docker:ftapi-ftjob-1-1"]
+    executor.cancelled.clear()
+    await set_status(session, "cancelled", now)
+    await watch_runs(session, settings(tmp_path), executor, OLD)
+    assert executor.cancelled == ["docker:ftapi-ftjob-1-1"]
