@@ -84,7 +84,16 @@ def build_trainer_image(client: Any) -> str:
 
 
 def containers_of(client: Any, job_id: str) -> list[Any]:
-    """Every container (running or not) labelled with this job."""
+    """Every container (running or not) labelled with this job. The SDK lists, then inspects each:
+    one removed in between (the executor removes finished ones) makes podman answer 500, so the
+    listing is taken again."""
+    import docker
+
+    for _ in range(10):
+        try:
+            return list(client.containers.list(all=True, filters={"label": f"ftapi.job_id={job_id}"}))
+        except (docker.errors.NotFound, docker.errors.APIError):
+            time.sleep(0.2)
     return list(client.containers.list(all=True, filters={"label": f"ftapi.job_id={job_id}"}))
 
 
