@@ -95,6 +95,25 @@ def _validation_message(err: dict[str, Any]) -> str:
     return f"Invalid value for '{where}': {msg}" if where else msg
 
 
+# What pydantic says of a body that is not an object: FastAPI only parses JSON when the request says
+# it is JSON (or says nothing), so `curl -d '{...}'` (form-encoded) arrives here as raw bytes.
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
+def _body_not_sent_as_json(request: Request, err: dict[str, Any]) -> InvalidRequest | None:
+    if tuple(err.get("loc", ())) != ("body",) or err.get("type") not in _NOT_AN_OBJECT:
+        return None
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return None  # JSON, but not an object: pydantic's own message says so
+    return InvalidRequest(
+        "The request body must be a JSON object sent with the header `Content-Type: application/json`"
+        f" (this request was sent as `{media_type}`). With curl, add"
+        " `-H 'Content-Type: application/json'` to `-d`."
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FtapiError)
     async def _ftapi(_: Request, exc: FtapiError) -> JSONResponse:
@@ -105,8 +124,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        not_json = _body_not_sent_as_json(request, first)
+        if not_json is not None:
+            return error_response(not_json)
         param = None if first.get("type") == "json_invalid" else _dotted(tuple(first.get("loc", ())))
         return error_response(InvalidRequest(_validation_message(first), param=param))
 

@@ -149,6 +149,9 @@ class FineTuningJobCheckpointRow(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), index=True)
     step_number: Mapped[int] = mapped_column(Integer)
     fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(512), index=True)
+    # The name "Checkpoint created ..." announced, kept when the final checkpoint takes the job's
+    # model name: a name a user copied from the events must keep resolving (to the same weights).
+    announced_name: Mapped[str | None] = mapped_column(String(512), index=True)
     metrics: Mapped[dict[str, object]] = mapped_column(JSON)
     storage_prefix: Mapped[str] = mapped_column(String(1024))
     created_at_us: Mapped[int] = mapped_column(BigInteger)

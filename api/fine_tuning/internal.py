@@ -206,12 +206,16 @@ async def trainer_complete(
         await session.rollback()
         raise InvalidRequest(f"Job {job_id} is no longer running.")
     # The final checkpoint is the model itself: it carries the job's model name (as at OpenAI).
+    # The name its event announced stays with it as an alias (SET reads the old column value).
     await session.execute(
         update(FineTuningJobCheckpointRow)
         .where(
             FineTuningJobCheckpointRow.job_id == job_id, FineTuningJobCheckpointRow.step_number == body.steps
         )
-        .values(fine_tuned_model_checkpoint=name)
+        .values(
+            announced_name=FineTuningJobCheckpointRow.fine_tuned_model_checkpoint,
+            fine_tuned_model_checkpoint=name,
+        )
     )
     add_event(session, job_id, f"New fine-tuned model created: {name}")
     add_event(session, job_id, "The job has successfully completed")

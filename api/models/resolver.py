@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalogue import BaseModelEntry, Catalogue
@@ -112,7 +112,10 @@ class ModelResolver:
                 select(FineTuningJobCheckpointRow, FineTuningJobRow)
                 .join(FineTuningJobRow, FineTuningJobRow.id == FineTuningJobCheckpointRow.job_id)
                 .where(
-                    FineTuningJobCheckpointRow.fine_tuned_model_checkpoint == name,
+                    or_(
+                        FineTuningJobCheckpointRow.fine_tuned_model_checkpoint == name,
+                        FineTuningJobCheckpointRow.announced_name == name,
+                    ),
                     FineTuningJobCheckpointRow.model_deleted_at.is_(None),
                     FineTuningJobRow.project_id == project_id,
                 )
@@ -121,8 +124,15 @@ class ModelResolver:
         if found is None:
             return None
         checkpoint, job = found
-        if job.fine_tuned_model == name:  # the final checkpoint of a model deleted as a whole
-            return None
+        final_name = job.fine_tuned_model
+        if final_name is not None and checkpoint.fine_tuned_model_checkpoint == final_name:
+            # The final checkpoint is the job's model. Under the name its event announced it is an
+            # alias of that model (one set of weights, one engine entry, answers carry the model's
+            # name as OpenAI's aliases do); under the model's own name it was not found above, so
+            # the model was deleted as a whole.
+            if name == final_name or job.model_deleted_at is not None or job.status != "succeeded":
+                return None
+            return TunedModel(await self.final_model(job, final_name), job, None)
         return TunedModel(await self.job_model(job, name, checkpoint.storage_prefix), job, checkpoint)
 
     async def resolve(self, session: AsyncSession, project_id: str, name: str) -> ServedModel:

@@ -94,12 +94,12 @@ async def delete_model(
     now = int(time.time())
     if tuned.checkpoint is None:
         tuned.job.model_deleted_at = now
-    # A job's model is also its final checkpoint's name: both go.
+    # A job's model is also its final checkpoint's name (which `model` may be an alias of): both go.
     await session.execute(
         update(FineTuningJobCheckpointRow)
         .where(
             FineTuningJobCheckpointRow.job_id == tuned.job.id,
-            FineTuningJobCheckpointRow.fine_tuned_model_checkpoint == model,
+            FineTuningJobCheckpointRow.fine_tuned_model_checkpoint == tuned.served.name,
         )
         .values(model_deleted_at=now)
     )

@@ -44,6 +44,25 @@ def test_malformed_json_and_validation_are_400_never_422(server: RunningServer, 
     assert err["param"] == "limit"
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain"])
+@pytest.mark.parametrize("path", ["/uploads", "/fine_tuning/jobs", "/chat/completions"])
+def test_json_sent_without_its_content_type_says_how_to_send_it(
+    server: RunningServer, api_key: str, path: str, content_type: str
+) -> None:
+    """`curl -d '{...}'` sends form encoding: the answer names the header, not pydantic's internals."""
+    body = b'{"model": "tiny-chat", "training_file": "file-x", "messages": [], "filename": "a.jsonl"}'
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": content_type}
+    err = assert_envelope(httpx.post(server.base_url + path, content=body, headers=headers), 400)
+    assert err["type"] == "invalid_request_error" and err["param"] is None
+    header = "must be a JSON object sent with the header `Content-Type: application/json`"
+    assert header in str(err["message"])
+    assert f"sent as `{content_type}`" in str(err["message"]) and "dictionary" not in str(err["message"])
+    # JSON that is not an object keeps the validator's own words.
+    headers["Content-Type"] = "application/json"
+    err = assert_envelope(httpx.post(server.base_url + path, content=b"[1, 2]", headers=headers), 400)
+    assert "Content-Type" not in str(err["message"])
+
+
 def test_request_id_reaches_the_sdk(client: openai.OpenAI) -> None:
     raw = client.files.with_raw_response.list()
     assert raw.headers["x-request-id"].startswith("req_")

@@ -7,6 +7,7 @@ way a user would. Slow (real training and generation on the CPU).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,9 +15,9 @@ import openai
 import pytest
 
 from tests.conftest import Project, new_project
-from tests.support.jobs import right_answers, tune_sentiment
+from tests.support.jobs import events_oldest_first, right_answers, tune_sentiment
 from tests.support.sentiment import held_out_prompts
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, run_server
 
 pytestmark = pytest.mark.slow
 
@@ -136,6 +137,54 @@ def test_chat_errors_are_openai_envelopes(tuned: Tuned) -> None:
         )
 
 
+def announced_checkpoint_names(client: openai.OpenAI, job_id: str) -> dict[int, str]:
+    """Step → the model name its "Checkpoint created" event gave out (what a user copies)."""
+    found = (
+        re.fullmatch(r"Checkpoint created at step (\d+) with Snapshot ID: (\S+)", e.message)
+        for e in events_oldest_first(client, job_id)
+    )
+    return {int(m[1]): m[2] for m in found if m}
+
+
+def assert_announced_names_resolve(client: openai.OpenAI, tuned: Tuned) -> None:
+    announced = announced_checkpoint_names(client, tuned.job_id)
+    kept = client.fine_tuning.jobs.checkpoints.list(tuned.job_id).data
+    final = kept[0]
+    assert final.fine_tuned_model_checkpoint == tuned.model  # the final checkpoint is the model
+    assert announced[final.step_number] != tuned.model  # ... but was announced under its own name
+    hi = [{"role": "user", "content": "hi"}]
+    for checkpoint in kept:
+        name = announced[checkpoint.step_number]
+        assert client.models.retrieve(name).id == name
+        answer = client.chat.completions.create(model=name, messages=hi, max_completion_tokens=2)  # type: ignore[arg-type]
+        # The final checkpoint's announced name is an alias: it answers as the model it became.
+        assert answer.model == (tuned.model if checkpoint is final else name)
+    messages, expected = held_out_prompts()[0]
+    alias = client.chat.completions.create(
+        model=announced[final.step_number], messages=messages, temperature=0  # type: ignore[arg-type]
+    )
+    assert (alias.choices[0].message.content or "").strip() == expected
+
+
+def test_every_announced_checkpoint_name_keeps_resolving(tuned: Tuned) -> None:
+    """Names copied from the events work after the job succeeded, also in a server process started
+    afresh on the same database and storage (nothing of it lives in a process)."""
+    assert_announced_names_resolve(tuned.client, tuned)
+    env = {k: v for k, v in tuned.server.env.items() if k.startswith("FTAPI_")}
+    env["FTAPI_MAX_CONCURRENT_JOBS"] = "0"
+    with run_server(tuned.server.data_dir, env, log_name="restarted.log") as restarted:
+        assert_announced_names_resolve(sdk(restarted, tuned.project.key), tuned)
+    stranger = sdk(tuned.server, new_project(tuned.server).key)
+    with pytest.raises(openai.NotFoundError) as err:
+        stranger.models.retrieve(final_alias(tuned))
+    assert err.value.code == "model_not_found"
+
+
+def final_alias(tuned: Tuned) -> str:
+    announced = announced_checkpoint_names(tuned.client, tuned.job_id)
+    return announced[max(announced)]
+
+
 def test_deleting_a_model(tuned: Tuned) -> None:
     client = tuned.client
     with pytest.raises(openai.PermissionDeniedError):
@@ -153,6 +202,8 @@ def test_deleting_a_model(tuned: Tuned) -> None:
         client.models.retrieve(tuned.model)
     with pytest.raises(openai.NotFoundError):
         client.models.delete(tuned.model)
+    with pytest.raises(openai.NotFoundError):  # the final checkpoint's announced name went with it
+        client.models.retrieve(final_alias(tuned))
     # The job keeps its record; its other checkpoints are models of their own.
     assert client.fine_tuning.jobs.retrieve(tuned.job_id).fine_tuned_model == tuned.model
     assert (

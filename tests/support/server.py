@@ -34,9 +34,15 @@ class RunningServer:
 
 @contextmanager
 def run_server(
-    data_dir: Path, extra_env: dict[str, str], *, ready_timeout: float = 60, port: int | None = None
+    data_dir: Path,
+    extra_env: dict[str, str],
+    *,
+    ready_timeout: float = 60,
+    port: int | None = None,
+    log_name: str = "server.log",
 ) -> Iterator[RunningServer]:
-    """`port`: a fixed one, for a server that restarts where its trainers report to."""
+    """`port`: a fixed one, for a server that restarts where its trainers report to. `log_name`: a
+    second process on the same data directory (a replica, a restart beside the first) logs apart."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -46,7 +52,7 @@ def run_server(
         **extra_env,
     }
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "server.log"
+    log_path = data_dir / log_name
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
