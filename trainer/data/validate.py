@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from trainer.data.formats import ExampleInfo, check_chat, check_preference, detect_format
-from trainer.data.lines import JsonlLineChecker, Line, LineSplitter, decode_line, line_too_long
+from trainer.data.lines import (
+    JsonlLineChecker,
+    Line,
+    LineSplitter,
+    decode_line,
+    line_too_long,
+    may_be_too_deep,
+)
 from trainer.data.problems import Problem
 from trainer.data.stats import TOKENS_PER_EXAMPLE, TOKENS_PER_MESSAGE, DataStats, TokenLengths
 from trainer.data.typed import (
@@ -23,6 +30,7 @@ from trainer.data.typed import (
     EMPTY_ASSISTANT,
     HAS_SYSTEM,
     HAS_USER,
+    NOT_CLEAN,
     PREFERENCE_BLOCK,
     clean_chat,
     clean_preference,
@@ -166,14 +174,16 @@ class StreamingValidator:
         decoder, clean = fast
         try:
             examples = decoder.decode(b"[" + b",".join(lines) + b"]")  # type: ignore[arg-type]
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             examples = None
         # Equal counts also rule out a line holding two JSON values ("{...}, {...}").
         if examples is None or len(examples) != len(lines):
             for number, data in enumerate(lines, first):
                 self._one(number, data)
             return
-        if not (self.count_tokens and self.tokenizer is not None):
+        # Lines that may nest too deep are measured by the slow path (which words the problem).
+        deep = {i for i, data in enumerate(lines) if may_be_too_deep(data)}  # type: ignore[arg-type]
+        if not deep and not (self.count_tokens and self.tokenizer is not None):
             block_flags = [clean(example, None) for example in examples]
             if min(block_flags) >= 0:  # the common case: tally the whole block with C-level helpers
                 self._tally_block(block_flags, lines)  # type: ignore[arg-type]
@@ -181,9 +191,10 @@ class StreamingValidator:
         want_texts = self.count_tokens and self.tokenizer is not None
         clean_flags: list[int] = []
         clean_lines: list[bytes] = []
-        for number, data, example in zip(range(first, first + len(lines)), lines, examples, strict=True):
+        for i, (data, example) in enumerate(zip(lines, examples, strict=True)):
+            number = first + i
             texts: list[str] | None = [] if want_texts else None
-            flags = clean(example, texts)
+            flags = NOT_CLEAN if i in deep else clean(example, texts)
             if flags < 0:
                 # Tally what came before first, so that this example gets the right number.
                 self._tally_block(clean_flags, clean_lines)
