@@ -17,6 +17,7 @@ from api.auth import Principal
 from api.db.tables import FileRow, UploadPartRow, UploadRow
 from api.errors import InvalidRequest, NotFound
 from api.files.content_check import JSONL_PURPOSES, ContentCheck, check_extension
+from api.files.names import clean_filename
 from api.files.schemas import FileObject
 from api.files.service import check_purpose, file_key
 from api.idempotency import write_once
@@ -46,7 +47,8 @@ class UploadService:
         if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
             return Upload.from_row(existing)
         purpose = check_purpose(params.purpose)
-        check_extension(purpose, params.filename)
+        filename = clean_filename(params.filename, param="filename")
+        check_extension(purpose, filename)
         if params.bytes > self.settings.max_upload_bytes:
             raise InvalidRequest(
                 f"Upload is too large: {params.bytes} bytes requested, the maximum is "
@@ -57,7 +59,7 @@ class UploadService:
         row = UploadRow(
             id=new_id("upload_"),
             project_id=self.principal.project_id,
-            filename=params.filename,
+            filename=filename,
             purpose=purpose,
             mime_type=params.mime_type,
             bytes=params.bytes,

@@ -171,10 +171,12 @@ def raw_post(
     *,
     content_length: int | None = None,
     chunked: bool = False,
+    half_close: bool = False,
     timeout: float = 30,
 ) -> RawResponse:
-    """POST over a plain socket, then half-close: the body may be shorter than its Content-Length
-    or lack its closing boundary, which no HTTP library sends on purpose."""
+    """POST over a plain socket: the body may be shorter than its Content-Length or lack its
+    closing boundary, which no HTTP library sends on purpose. `half_close` ends the sending side
+    after the body (uvicorn then closes the connection: the request has lost its client)."""
     host, port = server.url.removeprefix("http://").split(":")
     framing = (
         "Transfer-Encoding: chunked\r\n"
@@ -190,7 +192,8 @@ def raw_post(
         payload = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         sock.sendall(head.encode() + payload)
-        sock.shutdown(socket.SHUT_WR)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         received = b""
         try:
             while chunk := sock.recv(65536):
