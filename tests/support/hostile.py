@@ -71,7 +71,7 @@ def _file(*parts: bytes | list[bytes], end: bytes = b"\n") -> bytes:
     return end.join(lines) + end
 
 
-def _image(url_json: bytes) -> bytes:
+def image_part_line(url_json: bytes) -> bytes:
     return _with_user_content(b'[{"type": "image_url", "image_url": ' + url_json + b"}]")
 
 
@@ -95,9 +95,9 @@ CORPUS = [
     Case("deep_object_in_content", _file(_with_user_content(_DEEP_OBJECT)), 1),
     # Below the decoder's recursion limit, but past ours: refused all the same.
     Case("moderately_deep_in_content", _file(_valid(10), _with_user_content(_nested(500))), 11),
-    Case("deep_in_image_part", _file(_valid(1), _image(_nested(DEEP))), 2),
+    Case("deep_in_image_part", _file(_valid(1), image_part_line(_nested(DEEP))), 2),
     # Decodes as a typed example (image_url is free-form) yet nests 500 deep: the fast path must see it.
-    Case("moderately_deep_in_image_part", _file(_valid(20), _image(_nested(500)), _valid(5)), 21),
+    Case("moderately_deep_in_image_part", _file(_valid(20), image_part_line(_nested(500)), _valid(5)), 21),
     Case("deep_tool_call_arguments", _file(_valid(2), _tool_call_line("[" * DEEP + "]" * DEEP)), 3),
     Case("deep_after_many_valid_lines", _file(_valid(300), _nested(2000)), 301),
     Case("bare_cr_whitespace", _file([_cr_whitespace(chat_example(i)) for i in range(10)]), None, 10),

@@ -15,9 +15,10 @@ import pytest
 
 from api.errors import InvalidRequest
 from api.files.content_check import ContentCheck
-from tests.support.hostile import CORPUS, Case
+from tests.support.data import chat_jsonl
+from tests.support.hostile import CORPUS, Case, image_part_line
 from trainer.data.formats import read_examples
-from trainer.data.lines import read_records
+from trainer.data.lines import MAX_JSON_DEPTH, read_records
 from trainer.data.validate import validate_file
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -77,3 +78,23 @@ def test_bare_cr_whitespace_is_not_a_line_end(tmp_path: Path) -> None:
     # Text-mode reading (what the trainer did before) splits each record at its CRs.
     with open(path) as f:
         assert len([line for line in f if line.strip()]) > case.examples
+
+
+@pytest.mark.parametrize("depth", [63, 64, 65, 300])
+@pytest.mark.parametrize("position", ["first", "after_clean_block"])
+def test_depth_limit_is_the_same_on_the_fast_and_the_slow_path(
+    depth: int, position: str, tmp_path: Path
+) -> None:
+    """The first line goes the slow path; later lines the typed fast path (whose free-form
+    image_url would hide a deep value); both must draw the line at MAX_JSON_DEPTH exactly."""
+    # line 1 > messages 2 > message 3 > content 4 > part 5 > image_url: depth - 5 nested arrays
+    deep = image_part_line(b"[" * (depth - 5) + b"]" * (depth - 5))
+    before = [] if position == "first" else [line.rstrip(b"\n") for line in chat_jsonl(30).splitlines()]
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b"\n".join([*before, deep, *before[:5]]) + b"\n")
+    report = validate_file(path, count_tokens=False)
+    if depth <= MAX_JSON_DEPTH:
+        assert report.ok, report.problems
+    else:
+        assert report.first_problem is not None and report.first_problem.code == "json_too_deep"
+        assert report.first_problem.line == len(before) + 1

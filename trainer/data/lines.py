@@ -35,6 +35,14 @@ def may_be_too_deep(data: bytes | str) -> bool:
     return data.count("[") + data.count("{") > MAX_JSON_DEPTH
 
 
+_NOT_OPENERS = bytes(b for b in range(256) if b not in b"[{\n")
+
+
+def openers_per_line(data: bytes) -> list[int]:
+    """How many `[` and `{` each LF-separated line of `data` holds (strings included)."""
+    return list(map(len, data.translate(None, _NOT_OPENERS).split(b"\n")))
+
+
 def _deeper_than(obj: object, limit: int) -> bool:
     stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
