@@ -111,21 +111,23 @@ class UploadService:
         key = staging_prefix(row.project_id, row.id) + part_id
         room = row.bytes - await self.repo.received_bytes(row.id)
         size: int | None = None
-        async for event in events:
-            if isinstance(event, FilePart) and event.name == "data" and size is None:
-                size = await self.store.put_stream(key, self._part_chunks(events, room))
-            elif isinstance(event, FilePart):
-                await skip_file(events)
-        if size is None:
-            raise InvalidRequest("Missing required parameter: 'data'.", param="data")
-        part = UploadPartRow(
-            id=part_id, upload_id=row.id, bytes=size, storage_key=key, created_at_us=now_us()
-        )
-        self.repo.add(part)
         try:
+            async for event in events:
+                if isinstance(event, FilePart) and event.name == "data" and size is None:
+                    size = await self.store.put_stream(key, self._part_chunks(events, room))
+                elif isinstance(event, FilePart):
+                    await skip_file(events)
+            if size is None:
+                raise InvalidRequest("Missing required parameter: 'data'.", param="data")
+            part = UploadPartRow(
+                id=part_id, upload_id=row.id, bytes=size, storage_key=key, created_at_us=now_us()
+            )
+            self.repo.add(part)
             await self.session.commit()
         except BaseException:
-            await self.store.delete(key)
+            # Also when the body breaks off after the part was stored (no closing boundary).
+            if size is not None:
+                await self.store.delete(key)
             raise
         return UploadPart.from_row(part)
 

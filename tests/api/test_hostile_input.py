@@ -20,6 +20,7 @@ from tests.conftest import Project
 from tests.support.blobs import open_multipart_uploads, stored_keys
 from tests.support.data import chat_jsonl
 from tests.support.hostile import (
+    BOUNDARY,
     CORPUS,
     Case,
     closing,
@@ -116,7 +117,13 @@ def _file_name(endpoint: str) -> str:
     return "file" if endpoint == "files" else "data"
 
 
-TRUNCATIONS = ["no_part_end", "no_closing_boundary", "shorter_than_content_length", "chunked_no_closing"]
+TRUNCATIONS = [
+    "no_part_end",
+    "no_closing_boundary",
+    "cut_in_the_next_part",
+    "shorter_than_content_length",
+    "chunked_no_closing",
+]
 
 
 @pytest.mark.parametrize("endpoint", ["files", "uploads"])
@@ -131,6 +138,8 @@ def test_truncated_body_is_refused_and_nothing_stored(
         response = raw_post(server, path, api_key, head[: -len(b"\r\n")])
     elif how == "no_closing_boundary":  # the part ends, the body does not
         response = raw_post(server, path, api_key, head)
+    elif how == "cut_in_the_next_part":  # the file part is complete (and stored) before the cut
+        response = raw_post(server, path, api_key, head + f"--{BOUNDARY}\r\nContent-Disp".encode())
     elif how == "shorter_than_content_length":
         cut = full[: len(full) // 2]
         response = raw_post(server, path, api_key, cut, content_length=len(full), half_close=True)
