@@ -104,42 +104,18 @@ def test_depth_limit_is_the_same_on_the_fast_and_the_slow_path(
 def test_a_real_run_trains_on_every_accepted_corpus_file(tmp_path: Path) -> None:
     """`python -m trainer run` (one epoch) on all accepted corpus files in one: bare-CR whitespace
     made it exit 1 after passing validation."""
-    import asyncio
     import json
-    import os
-    import subprocess
-    import sys
 
-    from storage.config import LocalStoreConfig
-    from storage.local import LocalBlobStore
-    from trainer.spec import BaseModelRef, Hyperparameters, JobSpec
+    from tests.support.trainer_cli import run_trainer
+    from trainer.spec import Hyperparameters
 
     data = b"".join(c.data if c.data.endswith(b"\n") else c.data + b"\n" for c in CORPUS if c.accepted)
     n_examples = sum(c.examples for c in CORPUS if c.accepted)
     (tmp_path / "train.jsonl").write_bytes(data)
     report = validate_file(tmp_path / "train.jsonl", count_tokens=False, expected_format="chat")
     assert report.ok and report.stats.n_examples == n_examples, report.problems
-    root = tmp_path / "blobs"
-    asyncio.run(LocalBlobStore(root).put_bytes("files/p/train.jsonl", data))
-    spec = JobSpec(
-        job_id="ftjob-hostile",
-        base_model=BaseModelRef(id="tiny-chat", source="builtin:tiny-chat", max_length=256),
-        hyperparameters=Hyperparameters(n_epochs=1, batch_size=8, learning_rate=5e-3),
-        storage=LocalStoreConfig(root=root),
-        training_file_key="files/p/train.jsonl",
-        output_prefix="jobs/p/ftjob-hostile/",
-        cache_dir=str(tmp_path / "cache"),
-        logging_steps=5,
-    )
-    spec_path = tmp_path / "spec.json"
-    spec_path.write_text(spec.model_dump_json())
-    done = subprocess.run(
-        [sys.executable, "-m", "trainer", "run", "--spec", str(spec_path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=900,
-    )
+    hyperparameters = Hyperparameters(n_epochs=1, batch_size=8, learning_rate=5e-3)
+    done = run_trainer(tmp_path, data, hyperparameters, job_id="ftjob-hostile", logging_steps=5).done
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["steps"] == -(-n_examples // 8) and summary["trained_tokens"] > 0
