@@ -1,5 +1,10 @@
 """Streaming `multipart/form-data`: the request body is parsed as it arrives, file bytes are yielded
 chunk by chunk and never held whole (Starlette's `UploadFile` would spool the entire body first).
+
+A body is complete only with its closing boundary: one that ends before it (a cut connection, a
+body shorter than its Content-Length) raises InvalidRequest after the last bytes, so whoever
+consumes the events discards what it stored. A field or file sent twice is refused: taking either
+one would let a form say one thing to the checks and another to what is stored.
 """
 
 from __future__ import annotations
@@ -55,6 +60,11 @@ class _Collector:
         self._field: FieldPart | None = None
         self._field_buf = bytearray()
         self._in_file = False
+        self._names: set[str] = set()
+        self.ended = False  # the closing boundary was seen
+
+    def on_end(self) -> None:
+        self.ended = True
 
     def on_part_begin(self) -> None:
         self._headers = {}
@@ -73,6 +83,9 @@ class _Collector:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name in self._names:
+            raise InvalidRequest(f"The form field '{name}' was sent more than once.", param=name or None)
+        self._names.add(name)
         if b"filename" in options:
             filename = options[b"filename"].decode("utf-8", "replace")
             ctype = self._headers.get(b"content-type", b"application/octet-stream").decode("latin-1")
@@ -119,6 +132,7 @@ async def iter_multipart(request: Request, *, max_body_bytes: int) -> AsyncItera
             "on_header_value": collector.on_header_value,
             "on_header_end": collector.on_header_end,
             "on_headers_finished": collector.on_headers_finished,
+            "on_end": collector.on_end,
         },
     )
     received = 0
@@ -140,6 +154,11 @@ async def iter_multipart(request: Request, *, max_body_bytes: int) -> AsyncItera
         parser.finalize()
     except ClientDisconnect as exc:
         raise InvalidRequest("The client disconnected before the upload finished.") from exc
+    if not collector.ended:
+        # python-multipart's finalize() does not check this itself.
+        raise InvalidRequest(
+            "The multipart/form-data body ended before its closing boundary: the request is incomplete."
+        )
     for event in collector.events:
         yield event
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from storage import BlobStore
 from storage.factory import build_store
+from trainer.data.formats import read_examples
 from trainer.reporter import Reporter
 from trainer.spec import JobSpec
 from trainer.stop import Stopped, StopRequest
@@ -69,11 +70,6 @@ async def _download_prefix(spec: JobSpec, prefix: str, dest: Path) -> None:
         await store.close()
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _preference_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """OpenAI's DPO layout → TRL's conversational prompt/chosen/rejected."""
     out = []
@@ -82,6 +78,13 @@ def _preference_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rejected = row.get("non_preferred_output", row.get("non_preferred_completion"))
         out.append({"prompt": row["input"]["messages"], "chosen": chosen, "rejected": rejected})
     return out
+
+
+def training_rows(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    """The rows the TRL trainer's dataset is built from (`Dataset.from_list`)."""
+    if method == "dpo":
+        return _preference_rows(rows)
+    return [{"messages": r["messages"]} for r in rows]
 
 
 def _token_count(dataset: Any) -> int:
@@ -102,11 +105,11 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     set_seed(spec.seed)
     work = Path(tempfile.mkdtemp(prefix=f"ftapi-{spec.job_id}-"))
     asyncio.run(_download(spec, spec.training_file_key, work / "train.jsonl"))
-    rows = _read_jsonl(work / "train.jsonl")
+    rows = read_examples(work / "train.jsonl")
     valid_rows: list[dict[str, Any]] = []
     if spec.validation_file_key:
         asyncio.run(_download(spec, spec.validation_file_key, work / "valid.jsonl"))
-        valid_rows = _read_jsonl(work / "valid.jsonl")
+        valid_rows = read_examples(work / "valid.jsonl")
     model_dir = resolve_base_model(spec.base_model.source, Path(spec.cache_dir).expanduser())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -188,7 +191,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         trainer: Any = DPOTrainer(
             model=model,
             args=DPOConfig(**common, beta=hp.beta or 0.1, max_length=max_length),
-            train_dataset=Dataset.from_list(_preference_rows(rows)),
+            train_dataset=Dataset.from_list(training_rows(rows, "dpo")),
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=[callback],
@@ -201,7 +204,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         trainer = LengthGroupedSFTTrainer(
             model=model,
             args=SFTConfig(**common, assistant_only_loss=True, max_length=max_length),
-            train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in rows]),
+            train_dataset=Dataset.from_list(training_rows(rows, "supervised")),
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=[callback],

@@ -52,7 +52,9 @@ class ContentCheck:
                 raise InvalidRequest(problem.message, param="file", code="invalid_file_format")
             return
         if self._format is None:
-            return
+            # Unreachable while the purpose cannot change after the file (multipart refuses a
+            # second `purpose`); refuse rather than store a fine-tune file nobody validated.
+            raise RuntimeError("a fine-tune file's content was not validated")
         report = self._format.finish()
         if report.first_problem is not None:
             raise InvalidRequest(report.first_problem.message, param="file", code="invalid_file_format")

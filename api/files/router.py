@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import IdempotencyKey, PrincipalDep, SessionDep, SettingsDep, StoreDep
+from api.files.names import content_disposition
 from api.files.schemas import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from api.files.service import FileService
 from api.multipart import iter_multipart, multipart_openapi
@@ -85,6 +85,6 @@ async def file_content(file_id: str, files: Files) -> StreamingResponse:
         media_type="application/octet-stream",
         headers={
             "content-length": str(row.bytes),
-            "content-disposition": f"attachment; filename*=UTF-8''{quote(row.filename)}",
+            "content-disposition": content_disposition(row.filename),
         },
     )

@@ -15,6 +15,7 @@ from api.auth import Principal
 from api.db.tables import FileRow
 from api.errors import InvalidRequest, NotFound
 from api.files.content_check import ContentCheck, check_extension
+from api.files.names import clean_filename
 from api.files.repository import FileRepository
 from api.files.schemas import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from api.idempotency import write_once
@@ -126,13 +127,13 @@ class FileService:
     async def _store_file_part(
         self, part: FilePart, purpose: str | None, events: AsyncIterator[Event]
     ) -> tuple[str, str, str, int, ContentCheck]:
-        filename = part.filename or "upload"
-        if purpose is not None:
-            try:
+        try:
+            filename = clean_filename(part.filename, param="file") if part.filename else "upload"
+            if purpose is not None:
                 check_extension(check_purpose(purpose), filename)
-            except InvalidRequest:
-                await drain(events)
-                raise
+        except InvalidRequest:
+            await drain(events)
+            raise
         file_id = new_id("file-", 22)
         key = file_key(self.principal.project_id, file_id)
         check = ContentCheck(purpose, filename, self.settings.max_jsonl_line_bytes)

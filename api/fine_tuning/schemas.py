@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 Auto = Literal["auto"]
 MAX_SEED = 2_147_483_647
+# OpenAI's rule; it also keeps `ft:{model}:{project}:{suffix}:{id}` names parseable (no ':').
+_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _auto_or_int(value: Any, name: str, low: int, high: int) -> Any:
@@ -81,6 +84,13 @@ class FineTuningJobCreateParams(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     metadata: dict[str, str] | None = None
     integrations: list[dict[str, Any]] | None = None
+
+    @field_validator("suffix", mode="before")
+    @classmethod
+    def _suffix(cls, v: Any) -> Any:
+        if isinstance(v, str) and not _SUFFIX.fullmatch(v):
+            raise ValueError("suffix must be 1 to 64 letters, digits, '-' or '_'")
+        return v
 
     @field_validator("metadata")
     @classmethod

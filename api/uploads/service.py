@@ -17,6 +17,7 @@ from api.auth import Principal
 from api.db.tables import FileRow, UploadPartRow, UploadRow
 from api.errors import InvalidRequest, NotFound
 from api.files.content_check import JSONL_PURPOSES, ContentCheck, check_extension
+from api.files.names import clean_filename
 from api.files.schemas import FileObject
 from api.files.service import check_purpose, file_key
 from api.idempotency import write_once
@@ -46,7 +47,8 @@ class UploadService:
         if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
             return Upload.from_row(existing)
         purpose = check_purpose(params.purpose)
-        check_extension(purpose, params.filename)
+        filename = clean_filename(params.filename, param="filename")
+        check_extension(purpose, filename)
         if params.bytes > self.settings.max_upload_bytes:
             raise InvalidRequest(
                 f"Upload is too large: {params.bytes} bytes requested, the maximum is "
@@ -57,7 +59,7 @@ class UploadService:
         row = UploadRow(
             id=new_id("upload_"),
             project_id=self.principal.project_id,
-            filename=params.filename,
+            filename=filename,
             purpose=purpose,
             mime_type=params.mime_type,
             bytes=params.bytes,
@@ -109,21 +111,23 @@ class UploadService:
         key = staging_prefix(row.project_id, row.id) + part_id
         room = row.bytes - await self.repo.received_bytes(row.id)
         size: int | None = None
-        async for event in events:
-            if isinstance(event, FilePart) and event.name == "data" and size is None:
-                size = await self.store.put_stream(key, self._part_chunks(events, room))
-            elif isinstance(event, FilePart):
-                await skip_file(events)
-        if size is None:
-            raise InvalidRequest("Missing required parameter: 'data'.", param="data")
-        part = UploadPartRow(
-            id=part_id, upload_id=row.id, bytes=size, storage_key=key, created_at_us=now_us()
-        )
-        self.repo.add(part)
         try:
+            async for event in events:
+                if isinstance(event, FilePart) and event.name == "data" and size is None:
+                    size = await self.store.put_stream(key, self._part_chunks(events, room))
+                elif isinstance(event, FilePart):
+                    await skip_file(events)
+            if size is None:
+                raise InvalidRequest("Missing required parameter: 'data'.", param="data")
+            part = UploadPartRow(
+                id=part_id, upload_id=row.id, bytes=size, storage_key=key, created_at_us=now_us()
+            )
+            self.repo.add(part)
             await self.session.commit()
         except BaseException:
-            await self.store.delete(key)
+            # Also when the body breaks off after the part was stored (no closing boundary).
+            if size is not None:
+                await self.store.delete(key)
             raise
         return UploadPart.from_row(part)
 

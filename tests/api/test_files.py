@@ -30,7 +30,9 @@ def test_file_round_trip(client: openai.OpenAI) -> None:
     assert client.files.retrieve(created.id) == created
     download = client.files.with_raw_response.content(created.id)
     assert download.content == content
-    assert download.headers["content-disposition"] == "attachment; filename*=UTF-8''train.jsonl"
+    assert download.headers["content-disposition"] == (
+        "attachment; filename=\"train.jsonl\"; filename*=UTF-8''train.jsonl"
+    )
     deleted = client.files.delete(created.id)
     assert deleted.deleted is True and deleted.id == created.id
     with pytest.raises(openai.NotFoundError) as err:

@@ -26,8 +26,13 @@ def stored_keys(server: RunningServer, prefix: str) -> list[str]:
         base = env.get("FTAPI_S3__PREFIX", "").strip("/")
         full = f"{base}/{prefix}" if base else prefix
         keys: list[str] = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env["FTAPI_S3__BUCKET"], Prefix=full):
-            keys += [o["Key"][len(base) + 1 if base else 0 :] for o in page.get("Contents", [])]
+        try:
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=env["FTAPI_S3__BUCKET"], Prefix=full
+            ):
+                keys += [o["Key"][len(base) + 1 if base else 0 :] for o in page.get("Contents", [])]
+        except s3.exceptions.NoSuchBucket:
+            pass  # the server creates its bucket on the first write: nothing was ever stored
         return keys
     root = server.data_dir / "blobs"
     return sorted(str(p.relative_to(root)) for p in root.glob(prefix + "**/*") if p.is_file())
@@ -38,5 +43,9 @@ def open_multipart_uploads(server: RunningServer) -> list[str]:
     env = server.env
     if env.get("FTAPI_STORAGE_BACKEND") != "s3":
         return []
-    found = _s3(env).list_multipart_uploads(Bucket=env["FTAPI_S3__BUCKET"])
+    s3 = _s3(env)
+    try:
+        found = s3.list_multipart_uploads(Bucket=env["FTAPI_S3__BUCKET"])
+    except s3.exceptions.NoSuchBucket:
+        return []
     return [u["Key"] for u in found.get("Uploads", [])]

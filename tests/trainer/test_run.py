@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from storage.config import LocalStoreConfig
-from storage.local import LocalBlobStore
 from tests.support.sentiment import sentiment_sets, to_jsonl
-from trainer.spec import BaseModelRef, Hyperparameters, JobSpec
+from tests.support.trainer_cli import run_trainer
+from trainer.spec import Hyperparameters
 
 pytestmark = pytest.mark.slow
 
@@ -40,29 +36,10 @@ def exact_match(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> int:
 
 def test_lora_sft_run_learns_the_task(tmp_path: Path) -> None:
     train, test = sentiment_sets()
-    root = tmp_path / "blobs"
-    store = LocalBlobStore(root)
-    asyncio.run(store.put_bytes("files/p/train.jsonl", to_jsonl(train)))
-    spec = JobSpec(
-        job_id="ftjob-test",
-        base_model=BaseModelRef(id="tiny-chat", source="builtin:tiny-chat", max_length=256),
-        hyperparameters=Hyperparameters(n_epochs=40, batch_size=8, learning_rate=5e-3),
-        storage=LocalStoreConfig(root=root),
-        training_file_key="files/p/train.jsonl",
-        output_prefix="jobs/p/ftjob-test/",
-        cache_dir=str(tmp_path / "cache"),
-        logging_steps=10,
+    run = run_trainer(
+        tmp_path, to_jsonl(train), Hyperparameters(n_epochs=40, batch_size=8, learning_rate=5e-3), timeout=600
     )
-    spec_path = tmp_path / "spec.json"
-    spec_path.write_text(spec.model_dump_json())
-    events_path = tmp_path / "events.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-m", "trainer", "run", "--spec", str(spec_path), "--events", str(events_path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=600,
-    )
+    done, spec, store, root, events_path = run.done, run.spec, run.store, run.root, run.events_path
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["trained_tokens"] > 0 and summary["steps"] == 40 * 8

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from trainer.data.lines import JsonTooDeep, decode_json, iter_records
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _MESSAGE_KEYS = {
@@ -92,8 +95,8 @@ def _check_tool_calls(info: ExampleInfo, index: int, calls: Any) -> None:
             info.add(index, "invalid_tool_call", "a tool call's function.arguments must be a JSON string")
             return
         try:
-            _json_decoder.decode(args)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            decode_json(args, _json_decoder)
+        except (msgspec.DecodeError, UnicodeDecodeError, JsonTooDeep):
             info.add(index, "invalid_tool_call", "a tool call's function.arguments is not valid JSON")
             return
         info.texts.append(name)
@@ -224,3 +227,35 @@ def check_preference(obj: dict[str, Any]) -> ExampleInfo:
         info.texts += sub.texts
         info.n_empty_assistant += sub.n_empty_assistant
     return info
+
+
+def _text_messages(messages: Any) -> Any:
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for msg in messages:
+        if isinstance(msg, dict) and isinstance(msg.get("content"), list):
+            msg = {**msg, "content": _content_text(msg["content"])}
+        out.append(msg)
+    return out
+
+
+def with_text_content(example: dict[str, Any]) -> dict[str, Any]:
+    """The example with each list of content parts replaced by its text, as the model is trained on
+    it. A column of Arrow (Dataset.from_list) cannot hold strings beside lists, and chat templates
+    expect strings; non-text parts carry nothing a text model trains on."""
+    out = dict(example)
+    if "messages" in out:
+        out["messages"] = _text_messages(out["messages"])
+    if isinstance(out.get("input"), dict):
+        out["input"] = {**out["input"], "messages": _text_messages(out["input"].get("messages"))}
+    for key in ("preferred_output", "non_preferred_output"):
+        for name in (key, key.replace("_output", "_completion")):
+            if name in out:
+                out[name] = _text_messages(out[name])
+    return out
+
+
+def read_examples(path: str | Path) -> list[dict[str, Any]]:
+    """A validated file's examples as the trainer uses them (see lines.iter_records)."""
+    return [with_text_content(record) for record in iter_records(path)]

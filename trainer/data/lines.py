@@ -1,17 +1,68 @@
-"""Split a byte stream into numbered JSONL lines without ever holding more than one line.
+"""Split a byte stream into numbered JSONL lines without ever holding more than one line, and
+decode them: the one way the validator and the trainer both read training data.
 
-A line longer than the limit is reported and skipped without being buffered.
+A line longer than the limit is reported and skipped without being buffered. Lines end at LF only
+(a bare CR is JSON whitespace, never a line end), and JSON nested deeper than MAX_JSON_DEPTH is
+refused: a decoder with a recursion limit would otherwise fail (or crash) on it somewhere downstream.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from trainer.data.problems import Problem
 
 JSONL_HINT = "Expected file to have JSONL format, where every line is a valid JSON dictionary."
+# Arrays and objects inside one another, counting the line's own object; real chat data stays far
+# below (a conversation with tool calls and content parts is about 6 deep).
+MAX_JSON_DEPTH = 64
+
+
+class JsonTooDeep(ValueError):
+    """The JSON value nests arrays and objects deeper than MAX_JSON_DEPTH."""
+
+
+def may_be_too_deep(data: bytes | str) -> bool:
+    """Cheap and conservative: fewer brackets than the limit cannot nest deeper than it."""
+    if isinstance(data, bytes):
+        return data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH
+    return data.count("[") + data.count("{") > MAX_JSON_DEPTH
+
+
+_NOT_OPENERS = bytes(b for b in range(256) if b not in b"[{\n")
+
+
+def openers_per_line(data: bytes) -> list[int]:
+    """How many `[` and `{` each LF-separated line of `data` holds (strings included)."""
+    return list(map(len, data.translate(None, _NOT_OPENERS).split(b"\n")))
+
+
+def _deeper_than(obj: object, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def decode_json(data: bytes | str, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """Decode with `decoder` (untyped); raises msgspec.DecodeError, UnicodeDecodeError or JsonTooDeep."""
+    try:
+        obj = decoder.decode(data)
+    except RecursionError as exc:  # deeper than the interpreter's recursion limit
+        raise JsonTooDeep from exc
+    if isinstance(obj, (dict, list)) and may_be_too_deep(data) and _deeper_than(obj, MAX_JSON_DEPTH):
+        raise JsonTooDeep
+    return obj
 
 
 @dataclass(frozen=True)
@@ -75,7 +126,15 @@ def line_too_long(number: int, limit: int) -> Problem:
 def decode_line(line: Line, decoder: msgspec.json.Decoder[object]) -> tuple[object, Problem | None]:
     """JSON-decode one line; the problem (if any) uses OpenAI's upload wording."""
     try:
-        obj = decoder.decode(line.data)
+        obj = decode_json(line.data, decoder)
+    except JsonTooDeep:
+        return None, Problem(
+            line.number,
+            None,
+            None,
+            "json_too_deep",
+            f"{JSONL_HINT} Line {line.number} nests arrays and objects deeper than {MAX_JSON_DEPTH} levels.",
+        )
     except (msgspec.DecodeError, UnicodeDecodeError):
         # Tell the two causes apart only on the (rare) failure path.
         try:
@@ -127,3 +186,29 @@ class JsonlLineChecker:
         if self._first is None and not self._seen_line:
             self._first = Problem(0, None, None, "empty_file", "The file is empty: it has no JSONL lines.")
         return self._first
+
+
+def iter_records(path: str | Path, chunk_size: int = 1 << 20) -> Iterator[dict[str, Any]]:
+    """The trainer's reading of a JSONL file the validator accepted: the same line splitting, the
+    same blank-line rule and the same decoder. Raises ValueError on a line the validator refuses."""
+    splitter = LineSplitter(sys.maxsize)
+    decoder: msgspec.json.Decoder[object] = msgspec.json.Decoder()
+
+    def decoded(first: int, lines: list[bytes | None]) -> Iterator[dict[str, Any]]:
+        for number, data in enumerate(lines, first):
+            assert data is not None  # no line is longer than sys.maxsize
+            if not data.strip():
+                continue
+            obj, problem = decode_line(Line(number, data), decoder)
+            if problem is not None:
+                raise ValueError(problem.message)
+            yield obj  # type: ignore[misc]
+
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            yield from decoded(*splitter.feed(chunk))
+    yield from decoded(*splitter.finish())
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    return list(iter_records(path))

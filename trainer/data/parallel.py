@@ -20,12 +20,14 @@ from typing import Any
 import msgspec
 
 from trainer.data.formats import detect_format
+from trainer.data.lines import JsonTooDeep, decode_json
 from trainer.data.problems import Problem
 from trainer.data.validate import RangeResult, StreamingValidator, ValidationReport
 
 MIN_PARALLEL_BYTES = 8 * 1024 * 1024
 _CHUNK = 1 << 20
 _EXAMPLE = re.compile(r", example (\d+)")
+_decoder: msgspec.json.Decoder[object] = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,8 @@ def _first_format(path: Path, max_line_bytes: int) -> str | None:
                 return None
             if raw.strip():
                 try:
-                    obj = msgspec.json.decode(raw)
-                except (msgspec.DecodeError, UnicodeDecodeError):
+                    obj = decode_json(raw, _decoder)
+                except (msgspec.DecodeError, UnicodeDecodeError, JsonTooDeep):
                     return None
                 return detect_format(obj) if isinstance(obj, dict) else None
     return None

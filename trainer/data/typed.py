@@ -13,6 +13,8 @@ from typing import Any, Literal
 import msgspec
 from msgspec import Struct
 
+from trainer.data.lines import may_be_too_deep
+
 # gc=False: decoded JSON cannot form reference cycles, and untracked instances spare the cyclic
 # collector a pass per few hundred examples (it halved block decoding speed when tracked).
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -146,6 +148,8 @@ def _clean_calls(calls: list[ToolCall], texts: list[str] | None) -> bool:
         fn = call.function
         if not _NAME.match(fn.name):
             return False
+        if may_be_too_deep(fn.arguments):
+            return False  # formats.py measures the depth
         try:
             _any_json.decode(fn.arguments)
         except (msgspec.DecodeError, UnicodeDecodeError):
