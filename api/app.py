@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from api.auth import PrincipalCache
 from api.catalogue import Catalogue
 from api.chat.router import router as chat_router
+from api.checkpoints.router import router as checkpoints_router
 from api.db.migrate import upgrade
 from api.db.session import create_engine, session_factory
 from api.dispatch.dispatcher import Dispatcher
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files_router)
     app.include_router(uploads_router)
     app.include_router(fine_tuning_router)
+    app.include_router(checkpoints_router)
     app.include_router(models_router)
     app.include_router(chat_router)
     app.include_router(internal_router)

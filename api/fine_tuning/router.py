@@ -16,14 +16,19 @@ from api.fine_tuning.schemas import (
     FineTuningJobList,
 )
 from api.fine_tuning.service import JobService
+from api.models.router import ResolverDep
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
 def job_service(
-    session: SessionDep, settings: SettingsDep, catalogue: CatalogueDep, principal: PrincipalDep
+    session: SessionDep,
+    settings: SettingsDep,
+    catalogue: CatalogueDep,
+    principal: PrincipalDep,
+    resolver: ResolverDep,
 ) -> JobService:
-    return JobService(session, settings, catalogue, principal)
+    return JobService(session, settings, catalogue, principal, resolver)
 
 
 Jobs = Annotated[JobService, Depends(job_service)]

@@ -18,6 +18,7 @@ from api.errors import InvalidRequest, NotFound
 from api.files.repository import FileRepository
 from api.fine_tuning import lifecycle
 from api.fine_tuning.repository import JobRepository, add_event, transition
+from api.fine_tuning.results import job_prefix
 from api.fine_tuning.schemas import (
     MAX_SEED,
     DpoHyperparameters,
@@ -37,6 +38,7 @@ from api.fine_tuning.schemas import (
 )
 from api.idempotency import write_once
 from api.ids import new_id, now_us
+from api.models.resolver import ModelResolver, base_model_id
 from api.serving import vllm_base
 from api.settings import Settings
 
@@ -103,11 +105,19 @@ def _method_and_hyperparameters(params: FineTuningJobCreateParams) -> tuple[str,
 
 
 class JobService:
-    def __init__(self, session: AsyncSession, settings: Settings, catalogue: Catalogue, principal: Principal):
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        catalogue: Catalogue,
+        principal: Principal,
+        resolver: ModelResolver | None = None,
+    ):
         self.session = session
         self.settings = settings
         self.catalogue = catalogue
         self.principal = principal
+        self.resolver = resolver
         self.repo = JobRepository(session, principal.project_id)
 
     def _object(self, row: FineTuningJobRow) -> FineTuningJob:
@@ -133,16 +143,31 @@ class JobService:
                 code="model_not_available",
             )
 
-    async def create(self, params: FineTuningJobCreateParams, idempotency_key: str | None) -> FineTuningJob:
-        if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
-            return self._object(existing)
-        entry = self.catalogue.get(params.model)
-        if entry is None:
+    async def _starting_point(self, model: str) -> tuple[BaseModelEntry, str | None]:
+        """The catalogue model a job trains and the weights it starts from: a base model's own, or
+        a tuned model's (of this project, or shared with it) or checkpoint's, as OpenAI allows."""
+        entry = self.catalogue.get(model)
+        if entry is not None:
+            return entry, None
+        found = None
+        if model.startswith("ft:") and self.resolver is not None:
+            found = await self.resolver.find(self.session, self.principal.project_id, model)
+        entry = self.catalogue.get(base_model_id(found[0])) if found is not None else None
+        if found is None or entry is None:
             raise InvalidRequest(
-                f"Model {params.model} is not available for fine-tuning or does not exist.",
+                f"Model {model} is not available for fine-tuning or does not exist.",
                 param="model",
                 code="model_not_available",
             )
+        job, checkpoint = found
+        weights = checkpoint.storage_prefix if checkpoint else job_prefix(job.project_id, job.id) + "model/"
+        return entry, weights
+
+    async def _checked(
+        self, params: FineTuningJobCreateParams
+    ) -> tuple[BaseModelEntry, str | None, str, dict[str, Any]]:
+        """The synchronous checks of a job's body: its model, method, parameters and files."""
+        entry, init_weights_prefix = await self._starting_point(params.model)
         method, hyperparameters = _method_and_hyperparameters(params)
         if method not in entry.methods:
             raise InvalidRequest(
@@ -151,10 +176,18 @@ class JobService:
         self._check_servable(entry)
         await self._check_file(params.training_file, "training_file")
         await self._check_file(params.validation_file, "validation_file")
+        return entry, init_weights_prefix, method, hyperparameters
+
+    async def create(self, params: FineTuningJobCreateParams, idempotency_key: str | None) -> FineTuningJob:
+        if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
+            return self._object(existing)
+        entry, init_weights_prefix, method, hyperparameters = await self._checked(params)
         row = FineTuningJobRow(
             id=new_id("ftjob-"),
             project_id=self.principal.project_id,
             model=params.model,
+            base_model=entry.id if init_weights_prefix is not None else None,
+            init_weights_prefix=init_weights_prefix,
             training_file=params.training_file,
             validation_file=params.validation_file,
             status="validating_files",
