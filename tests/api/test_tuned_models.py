@@ -1,11 +1,12 @@
 """Tuned models beyond chat, through the strict SDK on a server that trains: fine-tuning a
 fine-tuned model (it continues from the adapter) and sharing a model with another project
-(checkpoint permissions). One tuned model is trained per
-server; slow (real training on the CPU).
+(checkpoint permissions), and /v1/responses on the transformers engine. One tuned model is trained
+per server; slow (real training on the CPU).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
@@ -17,7 +18,7 @@ from tests.api.test_models_chat import Tuned, sdk
 from tests.api.test_openai_schema import SPEC, assert_matches
 from tests.conftest import new_project
 from tests.support.jobs import wait_for_status
-from tests.support.sentiment import sentiment_sets, to_jsonl
+from tests.support.sentiment import held_out_prompts, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer
 
 # Training on a shared 2-core machine can take minutes even for these short jobs.
@@ -203,3 +204,140 @@ def test_permission_objects_match_openai_schemas(tuned: Tuned) -> None:
     deleted = http.delete(f"{path}/{created['data'][0]['id']}").json()
     assert_matches(deleted, "DeleteFineTuningCheckpointPermissionResponse")
     assert_matches(http.delete(f"{path}/{created['data'][0]['id']}").json(), "ErrorResponse")
+
+
+def chat_answer(client: openai.OpenAI, model: str, messages: list[dict[str, str]]) -> tuple[str, str]:
+    """Greedy chat: the text and finish reason the response of the same request must carry."""
+    done = client.chat.completions.create(
+        model=model,
+        messages=messages,  # type: ignore[arg-type]
+        temperature=0,
+        max_completion_tokens=12,
+    )
+    return done.choices[0].message.content or "", done.choices[0].finish_reason
+
+
+def test_responses_answer_as_chat_does_with_base_and_tuned_models(tuned: Tuned) -> None:
+    """/v1/responses on the transformers engine, through the strict SDK: greedy answers are those of
+    chat for the same messages, from a message list or from instructions + a string."""
+    client = tuned.client
+    for model in (tuned.model, tuned.checkpoint, "tiny-chat"):
+        for messages, _ in held_out_prompts()[:3]:
+            text, finish = chat_answer(client, model, messages)
+            done = client.responses.create(
+                model=model,
+                input=messages,  # type: ignore[arg-type]
+                temperature=0,
+                max_output_tokens=12,
+            )
+            assert done.object == "response" and done.model == model and done.id.startswith("resp_")
+            assert done.output_text == text
+            assert done.status == ("incomplete" if finish == "length" else "completed")
+    messages, _ = held_out_prompts()[0]
+    text, _ = chat_answer(client, tuned.model, messages)
+    done = client.responses.create(
+        model=tuned.model,
+        instructions=messages[0]["content"],
+        input=messages[1]["content"],
+        temperature=0,
+        max_output_tokens=12,
+    )
+    assert done.output_text == text
+    assert done.instructions == messages[0]["content"] and done.max_output_tokens == 12
+    [item] = done.output
+    assert item.type == "message" and item.role == "assistant"
+    assert done.usage is not None and done.usage.output_tokens > 0
+    assert done.usage.total_tokens == done.usage.input_tokens + done.usage.output_tokens
+    # A cut-off answer is incomplete, as at OpenAI.
+    cut = client.responses.create(model="tiny-chat", input="hi", max_output_tokens=1, temperature=0)
+    assert cut.status == "incomplete" and cut.usage is not None and cut.usage.output_tokens == 1
+    assert cut.incomplete_details is not None and cut.incomplete_details.reason == "max_output_tokens"
+
+
+def test_responses_stream_events_in_order(tuned: Tuned) -> None:
+    messages, _ = held_out_prompts()[1]
+    text, finish = chat_answer(tuned.client, tuned.model, messages)
+    events = list(
+        tuned.client.responses.create(
+            model=tuned.model,
+            input=messages,  # type: ignore[arg-type]
+            temperature=0,
+            max_output_tokens=12,
+            stream=True,
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    ending = "response.incomplete" if finish == "length" else "response.completed"
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        ending,
+    ]
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) > 1 and set(kinds[4:-4]) == {"response.output_text.delta"}
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = events[-1]
+    assert final.type == ending
+    assert final.response.output_text == "".join(deltas) == text  # type: ignore[union-attr]
+    assert final.response.usage is not None and final.response.usage.output_tokens > 1  # type: ignore[union-attr]
+    assert events[0].type == "response.created" and events[0].response.status == "in_progress"
+    assert len({e.response.id for e in events if e.type in ("response.created", ending)}) == 1  # type: ignore[union-attr]
+
+
+def test_responses_refuse_what_they_cannot_do(tuned: Tuned) -> None:
+    client = tuned.client
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.responses.create(model="ft:tiny-chat:nobody::abcdefgh", input="hi")
+    assert missing.value.code == "model_not_found"
+    tool = {"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True}
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"tools": [tool]}, "tools"),
+        ({"previous_response_id": "resp_x"}, "previous_response_id"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+            "input.0.content",
+        ),
+        ({"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]}, "input.0"),
+        ({"input": []}, "input"),
+        ({"max_output_tokens": 0}, "max_output_tokens"),
+    ]
+    for extra, param in cases:
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.responses.create(**{"model": tuned.model, "input": "hi", **extra})
+        assert bad.value.param == param, (extra, bad.value)
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="OpenAI's spec is kept in shared/reference beside the repo")
+def test_responses_match_openai_schemas(tuned: Tuned) -> None:
+    http = httpx.Client(
+        base_url=tuned.server.base_url,
+        headers={"Authorization": f"Bearer {tuned.project.key}"},
+        timeout=120,
+    )
+    body = {"model": tuned.model, "input": "hi", "max_output_tokens": 4, "temperature": 0}
+    assert_matches(http.post("/responses", json=body).json(), "Response")
+    schema_of = {
+        "response.created": "ResponseCreatedEvent",
+        "response.in_progress": "ResponseInProgressEvent",
+        "response.output_item.added": "ResponseOutputItemAddedEvent",
+        "response.content_part.added": "ResponseContentPartAddedEvent",
+        "response.output_text.delta": "ResponseTextDeltaEvent",
+        "response.output_text.done": "ResponseTextDoneEvent",
+        "response.content_part.done": "ResponseContentPartDoneEvent",
+        "response.output_item.done": "ResponseOutputItemDoneEvent",
+        "response.completed": "ResponseCompletedEvent",
+        "response.incomplete": "ResponseIncompleteEvent",
+    }
+    with http.stream("POST", "/responses", json={**body, "stream": True}) as stream:
+        lines = [line for line in stream.iter_lines() if line.startswith("data: ")]
+    events = [json.loads(line[6:]) for line in lines]
+    assert len(events) >= 9
+    for event in events:
+        assert_matches(event, schema_of[event["type"]])
