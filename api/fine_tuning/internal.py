@@ -20,6 +20,7 @@ from api.db.tables import (
 )
 from api.deps import SessionDep, StoreDep
 from api.errors import AuthenticationFailed, FtapiError, InvalidRequest, NotFound, ServiceUnavailable
+from api.fine_tuning.estimate import update_estimated_finish
 from api.fine_tuning.repository import add_event, checkpoints_newest_first, fail_job, transition
 from api.fine_tuning.results import evaluation_csv, job_prefix, step_metrics_csv
 from api.fine_tuning.schemas import Metrics
@@ -85,8 +86,10 @@ async def trainer_event(
     session: SessionDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    await _reporting_job(session, job_id, authorization)
+    job = await _reporting_job(session, job_id, authorization)
     add_event(session, job_id, event.message, level=event.level, type=event.type, data=event.data)
+    if event.type == "metrics" and event.data:
+        await update_estimated_finish(session, job, event.data)
     await session.commit()
 
 

@@ -5,18 +5,22 @@ Data validation is asynchronous, as at OpenAI: the dispatcher moves `validating_
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
 from api.catalogue import BaseModelEntry, Catalogue
 from api.db.tables import FineTuningJobRow
+from api.dispatch.validation import MIN_TRAINING_EXAMPLES
 from api.errors import InvalidRequest, NotFound
 from api.files.repository import FileRepository
 from api.fine_tuning import lifecycle
+from api.fine_tuning.estimate import FineTuningJobEstimate, estimate_from_report, measured_throughput
 from api.fine_tuning.repository import JobRepository, add_event, transition
 from api.fine_tuning.results import job_prefix
 from api.fine_tuning.schemas import (
@@ -41,6 +45,11 @@ from api.ids import new_id, now_us
 from api.models.resolver import ModelResolver, base_model_id
 from api.serving import vllm_base
 from api.settings import Settings
+from storage import BlobStore
+from trainer.data.validate import StreamingValidator, load_tokenizer
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 _SUPERVISED_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 
@@ -177,6 +186,47 @@ class JobService:
         await self._check_file(params.training_file, "training_file")
         await self._check_file(params.validation_file, "validation_file")
         return entry, init_weights_prefix, method, hyperparameters
+
+    async def estimate(self, params: FineTuningJobCreateParams, store: BlobStore) -> FineTuningJobEstimate:
+        """What the job would do (tokens, steps, resolved `auto` values, duration), with the same
+        checks as create and the training file validated as the dispatcher would; nothing is created."""
+        entry, _, method, hyperparameters = await self._checked(params)
+        file = await FileRepository(self.session, self.principal.project_id).get(
+            params.training_file, int(time.time())
+        )
+        assert file is not None  # checked above
+        tokenizer = await self._tokenizer(entry)
+        validator = StreamingValidator(
+            expected_format="preference" if method == "dpo" else "chat",
+            tokenizer=tokenizer,
+            max_problems=1,
+            min_examples=MIN_TRAINING_EXAMPLES,
+        )
+        async for chunk in store.open_stream(file.storage_key):
+            await asyncio.to_thread(validator.feed, chunk)
+        report = await asyncio.to_thread(validator.finish)
+        if not report.ok and report.first_problem is not None:
+            code = (
+                "invalid_n_examples"
+                if report.first_problem.code == "invalid_n_examples"
+                else "invalid_training_file"
+            )
+            raise InvalidRequest(report.first_problem.message, param="training_file", code=code)
+        return estimate_from_report(
+            model=params.model,
+            entry=entry,
+            method=method,
+            requested=hyperparameters,
+            report=report,
+            throughput=await measured_throughput(self.session, entry.id),
+        )
+
+    async def _tokenizer(self, entry: BaseModelEntry) -> Tokenizer | None:
+        """The base model's tokenizer when it is on this machine (counts are exact), else None."""
+        if self.resolver is None:
+            return None
+        path = Path(await self.resolver.base_path(entry)) / "tokenizer.json"
+        return await asyncio.to_thread(load_tokenizer, path) if path.is_file() else None
 
     async def create(self, params: FineTuningJobCreateParams, idempotency_key: str | None) -> FineTuningJob:
         if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):

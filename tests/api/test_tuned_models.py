@@ -7,6 +7,7 @@ per server; slow (real training on the CPU).
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from typing import Any
 
@@ -341,3 +342,47 @@ def test_responses_match_openai_schemas(tuned: Tuned) -> None:
     assert len(events) >= 9
     for event in events:
         assert_matches(event, schema_of[event["type"]])
+
+
+def test_estimates_use_the_measured_throughput_and_running_jobs_get_an_estimated_finish(
+    tuned: Tuned,
+) -> None:
+    """After a finished job of tiny-chat (the tuned model's), an estimate has a duration measured on this
+    deployment; a running job's `estimated_finish` follows its progress events."""
+    client = tuned.client
+    fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
+    body = {
+        "model": "tiny-chat",
+        "training_file": fid,
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 20}}},
+    }
+    got: dict[str, Any] = client.post("/fine_tuning/jobs/estimate", body=body, cast_to=object)
+    assert got["throughput"]["jobs"] >= 1 and got["throughput"]["tokens_per_second"] > 0
+    assert got["estimated_duration_seconds"] == pytest.approx(
+        got["trained_tokens"] / got["throughput"]["tokens_per_second"], rel=0.01
+    )
+    assert got["estimated_duration"].startswith("about ")
+    # From a tuned model: the same base model's history, the job's model as asked.
+    child = client.post("/fine_tuning/jobs/estimate", body={**body, "model": tuned.model}, cast_to=object)
+    assert (child["model"], child["base_model"]) == (tuned.model, "tiny-chat")  # type: ignore[index]
+
+    job = client.fine_tuning.jobs.create(**body)  # type: ignore[arg-type]
+    assert job.estimated_finish is None
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            current = client.fine_tuning.jobs.retrieve(job.id)
+            if current.status == "running" and current.estimated_finish is not None:
+                break
+            assert current.status in ("validating_files", "queued", "running"), current.error
+            assert time.monotonic() < deadline, current
+            time.sleep(0.5)
+        # Due after now, and within the estimate's order of magnitude of the whole job.
+        assert (
+            time.time() - 5
+            < current.estimated_finish
+            < time.time() + 20 * got["estimated_duration_seconds"] + 600
+        )
+    finally:
+        cancelled = client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.estimated_finish is None
