@@ -123,9 +123,10 @@ class ResponseBuilder:
             "top_p": p.top_p if p.top_p is not None else 1.0,
             "truncation": "disabled",
             "usage": _usage(usage) if usage is not None else None,
-            "user": p.user,
             "metadata": p.metadata or {},
             "background": False,
+            # OpenAI's spec types `user` as a string: absent, not null, when the request had none.
+            **({"user": p.user} if p.user is not None else {}),
         }
 
     def from_chat(self, completion: dict[str, Any]) -> dict[str, Any]:

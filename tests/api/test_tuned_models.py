@@ -18,6 +18,7 @@ import pytest
 from tests.api.test_models_chat import Tuned, sdk
 from tests.api.test_openai_schema import SPEC, assert_matches
 from tests.conftest import new_project
+from tests.support.blobs import stored_bytes
 from tests.support.jobs import wait_for_status
 from tests.support.sentiment import held_out_prompts, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer
@@ -52,20 +53,7 @@ def lora_b(server: RunningServer, project_id: str, job_id: str) -> dict[str, Any
     starts at zero: a trained adapter's B is what training put there."""
     from safetensors.numpy import load
 
-    key = f"jobs/{project_id}/{job_id}/model/adapter_model.safetensors"
-    if server.env.get("FTAPI_STORAGE_BACKEND") == "s3":
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.env["FTAPI_S3__ENDPOINT_URL"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        data = s3.get_object(Bucket=server.env["FTAPI_S3__BUCKET"], Key=f"ftapi/{key}")["Body"].read()
-    else:
-        data = (server.data_dir / "blobs" / key).read_bytes()
+    data = stored_bytes(server, f"jobs/{project_id}/{job_id}/model/adapter_model.safetensors")
     return {name: t for name, t in load(data).items() if "lora_B" in name}
 
 
