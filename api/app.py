@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from api.auth import PrincipalCache
 from api.catalogue import Catalogue
 from api.chat.router import router as chat_router
+from api.checkpoints.router import router as checkpoints_router
 from api.db.migrate import upgrade
 from api.db.session import create_engine, session_factory
 from api.dispatch.dispatcher import Dispatcher
@@ -27,6 +28,7 @@ from api.metrics import router as metrics_router
 from api.models.resolver import ModelResolver
 from api.models.router import router as models_router
 from api.ops import router as ops_router
+from api.responses.router import router as responses_router
 from api.serving import build_serving
 from api.settings import Settings
 from api.sweeper import run_sweeper
@@ -82,8 +84,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(files_router)
     app.include_router(uploads_router)
     app.include_router(fine_tuning_router)
+    app.include_router(checkpoints_router)
     app.include_router(models_router)
     app.include_router(chat_router)
+    app.include_router(responses_router)
     app.include_router(internal_router)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     return app

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from api.estimate_cli import estimate_command, projects_list
 from api.settings import Settings
 
 app = typer.Typer(
@@ -174,6 +175,15 @@ def validate(
     else:
         typer.echo(report.format_text())
     raise typer.Exit(code=0 if report.ok else 1)
+
+
+# ftapi estimate, ftapi projects list (api/estimate_cli.py).
+projects_app = typer.Typer(
+    help="Projects (their ids are what checkpoint permissions take).", no_args_is_help=True
+)
+app.add_typer(projects_app, name="projects")
+app.command("estimate")(estimate_command)
+projects_app.command("list")(projects_list)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The TrainerCallback that reports a run as OpenAI does: a metrics event per logging step (with a
-validation batch), full validation at epoch ends, a checkpoint per save, and a prompt stop on SIGTERM."""
+"""The TrainerCallback that reports a run as OpenAI does: a metrics event per logging step and per
+epoch end (with a validation batch; the epoch's full validation folded into its event), a checkpoint
+per save, and a prompt stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ def _message(row: dict[str, Any]) -> str:
 
 
 class ProgressCallback(TrainerCallback):  # type: ignore[misc]
+    """Every metrics event carries `step`, `train_loss` and `train_mean_token_accuracy`, as at
+    OpenAI: each epoch end is a logging step (whatever `logging_steps` says), and the full-validation
+    metrics of that epoch are folded into its event rather than sent alone.
+
+    A logged row waits until the step is over (the next step begins, a checkpoint is saved, training
+    ends): the epoch end, which may add the full validation to it, comes after the step's log."""
+
     def __init__(
         self,
         reporter: Reporter,
@@ -63,7 +71,8 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         self.on_checkpoint = on_checkpoint
         self.validation = validation
         self.last_metrics: dict[str, Any] = {}
-        self._pending: dict[str, Any] | None = None  # an epoch-end row waits for its full validation
+        self._pending: dict[str, Any] | None = None  # the logged row of the current step
+        self._full: tuple[int, dict[str, float]] | None = None  # an epoch's full validation, awaiting its log
 
     def _emit(self, row: dict[str, Any]) -> None:
         # NaN (no trained token in the validation set) is not JSON: leave the metric out.
@@ -75,11 +84,6 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         if self._pending is not None:
             row, self._pending = self._pending, None
             self._emit(row)
-
-    @staticmethod
-    def _epoch_end(args: Any, state: Any) -> bool:
-        per_epoch = max(1, state.max_steps // max(1, int(args.num_train_epochs)))
-        return state.global_step % per_epoch == 0 or state.global_step == state.max_steps
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
@@ -97,12 +101,18 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
             row["train_reward_accuracy"] = float(logs["rewards/accuracies"])
         if self.validation is not None and kw.get("model") is not None:
             row.update(self.validation.batch_metrics(kw["model"]))
-        if self.validation is not None and self._epoch_end(args, state):
-            self._pending = row
-        else:
-            self._emit(row)
+        if self._full is not None and self._full[0] == state.global_step:
+            row.update(self._full[1])
+        self._full = None
+        self._pending = row
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self._flush()
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        # The Trainer logs after this callback when asked to, and never twice for one step (a step
+        # that was a logging step already keeps its row, completed below).
+        control.should_log = True
         if self.validation is None or kw.get("model") is None:
             return
         full = self.validation.full_metrics(kw["model"])
@@ -110,8 +120,7 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
             self._pending.update(full)
         else:
             self._flush()
-            self._pending = {"step": state.global_step, "total_steps": state.max_steps, **full}
-        self._flush()
+            self._full = (state.global_step, full)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self.stop.requested:

@@ -61,10 +61,13 @@ def _output_files(local: Path, everything: bool) -> list[Path]:
     )
 
 
-async def _download_prefix(spec: JobSpec, prefix: str, dest: Path) -> None:
+async def _download_prefix(spec: JobSpec, prefix: str, dest: Path, weights_only: bool = False) -> None:
+    """Download everything under `prefix` or, with `weights_only`, its safetensors and configs."""
     store = build_store(spec.storage)
     try:
         for key in await store.list_keys(prefix):
+            if weights_only and not key.endswith(_ALLOWED_OUTPUTS):
+                continue
             await _save_blob(store, key, dest / key[len(prefix) :])
     finally:
         await store.close()
@@ -92,6 +95,18 @@ def _token_count(dataset: Any) -> int:
     return sum(sum(len(ids) for ids in dataset[c]) for c in dataset.column_names if c.endswith("input_ids"))
 
 
+def _from_tuned(base: Any, weights: Path, mode: str) -> Any:
+    """The model a job on a tuned model starts from: the base with that model's adapter, trainable
+    (LoRA), or that model's full weights."""
+    if mode == "lora":
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, str(weights), is_trainable=True)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(weights))
+
+
 def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> dict[str, Any]:
     import torch
     from datasets import Dataset
@@ -113,6 +128,10 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     model_dir = resolve_base_model(spec.base_model.source, Path(spec.cache_dir).expanduser())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
+    if spec.init_weights_prefix is not None:  # a job on a tuned model continues from its weights
+        init_dir = work / "init"
+        asyncio.run(_download_prefix(spec, spec.init_weights_prefix, init_dir, weights_only=True))
+        model = _from_tuned(model, init_dir, spec.mode)
     hp = spec.hyperparameters
     max_length = spec.base_model.max_length
 
@@ -166,7 +185,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
             target_modules=spec.lora.target_modules,
             task_type="CAUSAL_LM",
         )
-        if spec.mode == "lora"
+        if spec.mode == "lora" and spec.init_weights_prefix is None  # else the adapter is there already
         else None
     )
     common: dict[str, Any] = {

@@ -57,4 +57,7 @@ class JobSpec(BaseModel):
     logging_steps: int = Field(default=1, ge=1)
     report_url: str | None = None  # the API; the per-job token comes in FTAPI_JOB_TOKEN
     resume_from: CheckpointRef | None = None  # continue an earlier attempt (its step count included)
+    # Start from a tuned model's weights (its adapter, or its full weights) instead of the base
+    # model's: a job on `ft:...`. Only safetensors and configs are read from there.
+    init_weights_prefix: str | None = None
     eval_max_examples: int = Field(default=200, ge=1)  # exact match generates: cap its cost

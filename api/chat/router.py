@@ -13,6 +13,7 @@ from api.chat.schemas import ChatCompletionCreateParams
 from api.models.resolver import ModelResolver
 from api.models.router import RegistryDep
 from api.settings import Settings
+from serving.models import ServedModel
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
@@ -28,6 +29,16 @@ async def chat_principal(
     return await cache.authenticate(request.app.state.sessions, authorization, configured)
 
 
+async def served_model(request: Request, principal: Principal, model: str) -> ServedModel:
+    """What serving loads for `model` as this project names it (chat and /v1/responses)."""
+    resolver: ModelResolver = request.app.state.resolver
+    base = resolver.catalogue.get(model)
+    if base is not None:  # no database needed
+        return await resolver.base(base)
+    async with request.app.state.sessions() as session:
+        return await resolver.resolve(session, principal.project_id, model)
+
+
 @router.post(
     "/completions",
     responses={
@@ -41,13 +52,7 @@ async def create_chat_completion(
     registry: RegistryDep,
 ) -> Any:
     """Chat with a base model, a fine-tuned model or a checkpoint of this project."""
-    resolver: ModelResolver = request.app.state.resolver
-    base = resolver.catalogue.get(params.model)
-    if base is not None:  # no database needed
-        served = await resolver.base(base)
-    else:
-        async with request.app.state.sessions() as session:
-            served = await resolver.resolve(session, principal.project_id, params.model)
+    served = await served_model(request, principal, params.model)
     body = params.engine_body()
     if not params.stream:
         return JSONResponse(await registry.chat(served, body))
@@ -55,13 +60,13 @@ async def create_chat_completion(
     # Pull the first event before answering: failures up to there get a real status code.
     first = await anext(events)
     return StreamingResponse(
-        _prepend(first, events),
+        prepend(first, events),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     try:
         yield first
         async for event in rest:

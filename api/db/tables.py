@@ -91,7 +91,11 @@ class FineTuningJobRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    model: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(256))  # as the user asked: a base model or an ft: model
+    # The catalogue model underneath (null: `model` is one) and, for a job that continues a tuned
+    # model, the storage prefix of the weights it starts from (that model's adapter or full weights).
+    base_model: Mapped[str | None] = mapped_column(String(256))
+    init_weights_prefix: Mapped[str | None] = mapped_column(String(1024))
     training_file: Mapped[str] = mapped_column(String(64))
     validation_file: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
@@ -156,3 +160,18 @@ class FineTuningJobCheckpointRow(Base):
     storage_prefix: Mapped[str] = mapped_column(String(1024))
     created_at_us: Mapped[int] = mapped_column(BigInteger)
     model_deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CheckpointPermissionRow(Base):
+    """A tuned model (or checkpoint) of one project shared with another: `cp_...`, as at OpenAI."""
+
+    __tablename__ = "checkpoint_permissions"
+    __table_args__ = (
+        UniqueConstraint("model", "project_id", name="uq_checkpoint_permissions_model_project"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(512), index=True)  # the shared ft:... name
+    owner_project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)

@@ -16,8 +16,10 @@ tail before ftapi keeps it.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -44,6 +46,9 @@ _TIMEOUT = 30  # seconds per engine call
 # (seen here: a paused job lost the checkpoint of its stop).
 _ALIVE = ("created", "running", "restarting", "paused", "stopping", "initialized", "configured")
 _OOM_EXIT = 137  # 128 + SIGKILL: the kernel's OOM killer (or a forced stop)
+IMAGE_USER = 10001  # the trainer image's uid and gid (Dockerfile: USER 10001:10001)
+# Where a trainer running as another uid keeps its caches: the image's HOME belongs to IMAGE_USER.
+_OTHER_USER_HOME = "/tmp/ftapi-home"
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
 
 
@@ -87,15 +92,31 @@ def container_name(job_id: str, attempt: int) -> str:
     return f"ftapi-{clean}-{attempt}"
 
 
-def container_spec(spec: JobSpec, config: DockerConfig) -> JobSpec:
-    """The spec as the container sees it: its model cache, and the API and storage at the addresses
-    the container reaches. Storage credentials are never in it (they arrive as AWS_* variables)."""
-    update: dict[str, Any] = {"cache_dir": config.cache_dir}
+def container_spec(spec: JobSpec, config: DockerConfig, own_cache: bool = False) -> JobSpec:
+    """The spec as the container sees it: its model cache (the shared volume, unless `own_cache`:
+    then the host's cache, mounted at its path), and the API and storage at the addresses the
+    container reaches. Storage credentials are never in it (they arrive as AWS_* variables)."""
+    update: dict[str, Any] = {} if own_cache else {"cache_dir": config.cache_dir}
     if config.api_url:
         update["report_url"] = config.api_url
     if isinstance(spec.storage, S3StoreConfig) and config.s3_endpoint_url:
         update["storage"] = spec.storage.model_copy(update={"endpoint_url": config.s3_endpoint_url})
     return spec.model_copy(update=update)
+
+
+def local_storage_user(root: Path) -> str | None:
+    """The `uid:gid` a trainer container must run as to use local storage at `root`, or None when
+    the image's own user may. The API writes blobs mode 0600 under its own uid, so only the owner
+    of the data directory (root, for a `mktemp -d` directory of root's) reads and writes them: a
+    container running as the image's uid 10001 failed every attempt with PermissionError. Raises
+    RunNotStarted when the directory cannot be inspected at all."""
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        raise RunNotStarted(f"the local storage directory cannot be read ({exc.strerror})") from None
+    if st.st_uid == IMAGE_USER:
+        return None
+    return f"{st.st_uid}:{st.st_gid}"
 
 
 def create_kwargs(spec: JobSpec, env: dict[str, str], config: DockerConfig) -> dict[str, Any]:
@@ -106,19 +127,34 @@ def create_kwargs(spec: JobSpec, env: dict[str, str], config: DockerConfig) -> d
         "ftapi.attempt": str(spec.attempt),
         SECRET_NAMES_LABEL: ",".join(sorted(env)),
     }
-    volumes: dict[str, dict[str, str]] = {config.cache_volume: {"bind": config.cache_dir, "mode": "rw"}}
+    volumes: dict[str, dict[str, str]] = {}
+    user = config.user
+    plain_env = dict(config.env)
+    own_cache = False
     if isinstance(spec.storage, LocalStoreConfig):
         # Local storage is visible only when mounted: at the same path, so the spec's keys hold.
         root = str(spec.storage.root)
         volumes[root] = {"bind": root, "mode": "rw"}
+        if user is None and (user := local_storage_user(spec.storage.root)) is not None:
+            # Running as the data directory's owner, the trainer is what a local one is: it uses
+            # the host's model cache (the volume's files belong to the image's user) and a HOME
+            # of its own (the image's belongs to the image's user).
+            own_cache = True
+            cache = os.path.expanduser(spec.cache_dir)
+            volumes[cache] = {"bind": cache, "mode": "rw"}
+            home = {"HOME": _OTHER_USER_HOME, "XDG_CACHE_HOME": f"{_OTHER_USER_HOME}/.cache"}
+            home["HF_HOME"] = f"{_OTHER_USER_HOME}/.cache/huggingface"
+            plain_env = {**home, **plain_env}
+    if not own_cache:
+        volumes[config.cache_volume] = {"bind": config.cache_dir, "mode": "rw"}
     kwargs: dict[str, Any] = {
         "image": config.image or TRAINER_IMAGE,
         "command": list(config.command),
         "name": container_name(spec.job_id, spec.attempt),
         "labels": labels,
         "environment": {
-            **config.env,
-            SPEC_ENV: container_spec(spec, config).model_dump_json(),
+            **plain_env,
+            SPEC_ENV: container_spec(spec, config, own_cache).model_dump_json(),
             **env,
         },
         "network_mode": config.network,
@@ -133,8 +169,8 @@ def create_kwargs(spec: JobSpec, env: dict[str, str], config: DockerConfig) -> d
         kwargs["nano_cpus"] = int(config.cpus * 1e9)
     if config.gpus:
         kwargs["device_requests"] = [{"driver": "nvidia", "count": config.gpus, "capabilities": [["gpu"]]}]
-    if config.user:
-        kwargs["user"] = config.user
+    if user:
+        kwargs["user"] = user
     return kwargs
 
 
@@ -253,6 +289,9 @@ class DockerExecutor:
                 "`make images` or set FTAPI_TRAINER_IMAGE"
             ) from None
         kwargs = create_kwargs(spec, env, self.config)
+        for host_path in kwargs["volumes"]:
+            if host_path.startswith("/"):  # a bind mount: the host's model cache may not exist yet
+                os.makedirs(host_path, exist_ok=True)
         name = kwargs["name"]
         self._remove_unrecorded(client, name, spec)
         try:

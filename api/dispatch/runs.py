@@ -16,6 +16,7 @@ from api.dispatch.executor import Executor, ExecutorUnavailable, RunNotStarted, 
 from api.fine_tuning.repository import add_event, fail_job, newest_checkpoint, take_over, transition
 from api.fine_tuning.results import job_prefix
 from api.ids import hash_api_key
+from api.models.resolver import base_model_id
 from api.settings import Settings
 from storage import BlobStore
 from storage.config import LocalStoreConfig, S3StoreConfig
@@ -28,9 +29,9 @@ OUTPUT_EVENT_LINES = 20  # of a failed run's output, in the job's events (the wh
 async def build_spec(
     session: AsyncSession, settings: Settings, catalogue: Catalogue, job: FineTuningJobRow
 ) -> JobSpec:
-    entry = catalogue.get(job.model)
+    entry = catalogue.get(base_model_id(job))
     if entry is None:
-        raise LookupError(f"model {job.model} left the catalogue")
+        raise LookupError(f"model {base_model_id(job)} left the catalogue")
     hp = job.resolved_hyperparameters or {}
     train = await session.get(FileRow, job.training_file)
     valid = await session.get(FileRow, job.validation_file) if job.validation_file else None
@@ -58,6 +59,7 @@ async def build_spec(
         cache_dir=str((settings.data_dir / "models").resolve()),
         logging_steps=10,
         report_url=settings.resolved_internal_url,
+        init_weights_prefix=job.init_weights_prefix,
         resume_from=CheckpointRef(step=checkpoint.step_number, storage_prefix=checkpoint.storage_prefix)
         if checkpoint
         else None,

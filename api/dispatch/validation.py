@@ -15,6 +15,7 @@ from api.db.tables import FileRow, FineTuningJobRow
 from api.fine_tuning import lifecycle
 from api.fine_tuning.hyperparameters import resolve
 from api.fine_tuning.repository import add_event, fail_job, transition
+from api.models.resolver import base_model_id
 from storage import BlobStore
 from trainer.data.validate import StreamingValidator, ValidationReport
 
@@ -45,7 +46,7 @@ async def validate_job(
     session: AsyncSession, store: BlobStore, catalogue: Catalogue, job: FineTuningJobRow
 ) -> None:
     expected = "preference" if job.method == "dpo" else "chat"
-    entry = catalogue.get(job.model)
+    entry = catalogue.get(base_model_id(job))
     error: dict[str, str] | None = None
     n_examples = 0
     for file_id, param in ((job.training_file, "training_file"), (job.validation_file, "validation_file")):

@@ -20,10 +20,12 @@ from api.db.tables import (
 )
 from api.deps import SessionDep, StoreDep
 from api.errors import AuthenticationFailed, FtapiError, InvalidRequest, NotFound, ServiceUnavailable
+from api.fine_tuning.estimate import update_estimated_finish
 from api.fine_tuning.repository import add_event, checkpoints_newest_first, fail_job, transition
 from api.fine_tuning.results import evaluation_csv, job_prefix, step_metrics_csv
 from api.fine_tuning.schemas import Metrics
 from api.ids import hash_api_key, new_id, now_us, random_base62
+from api.models.resolver import base_model_id
 from api.models.router import RegistryDep, ResolverDep
 from serving.errors import EngineError, EngineUnavailable
 
@@ -73,7 +75,8 @@ async def _model_name(session: SessionDep, job: FineTuningJobRow) -> str:
     project = await session.scalar(select(ProjectRow.name).where(ProjectRow.id == job.project_id))
     if project is None:
         raise NotFound("No such project.")
-    return f"ft:{job.model}:{project}:{job.suffix or ''}:{random_base62(8)}"
+    # Named after the catalogue model underneath, also when the job continued a tuned model (as at OpenAI).
+    return f"ft:{base_model_id(job)}:{project}:{job.suffix or ''}:{random_base62(8)}"
 
 
 @router.post("/events", status_code=204)
@@ -83,8 +86,10 @@ async def trainer_event(
     session: SessionDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    await _reporting_job(session, job_id, authorization)
+    job = await _reporting_job(session, job_id, authorization)
     add_event(session, job_id, event.message, level=event.level, type=event.type, data=event.data)
+    if event.type == "metrics" and event.data:
+        await update_estimated_finish(session, job, event.data)
     await session.commit()
 
 

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from api.deps import CatalogueDep, IdempotencyKey, PrincipalDep, SessionDep, SettingsDep
+from api.deps import CatalogueDep, IdempotencyKey, PrincipalDep, SessionDep, SettingsDep, StoreDep
 from api.errors import InvalidRequest
+from api.fine_tuning.estimate import FineTuningJobEstimate
 from api.fine_tuning.schemas import (
     FineTuningJob,
     FineTuningJobCheckpointList,
@@ -16,14 +17,19 @@ from api.fine_tuning.schemas import (
     FineTuningJobList,
 )
 from api.fine_tuning.service import JobService
+from api.models.router import ResolverDep
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
 def job_service(
-    session: SessionDep, settings: SettingsDep, catalogue: CatalogueDep, principal: PrincipalDep
+    session: SessionDep,
+    settings: SettingsDep,
+    catalogue: CatalogueDep,
+    principal: PrincipalDep,
+    resolver: ResolverDep,
 ) -> JobService:
-    return JobService(session, settings, catalogue, principal)
+    return JobService(session, settings, catalogue, principal, resolver)
 
 
 Jobs = Annotated[JobService, Depends(job_service)]
@@ -47,6 +53,15 @@ async def create_job(
 ) -> FineTuningJob:
     """Create a fine-tuning job; its files are validated asynchronously."""
     return await jobs.create(params, idempotency_key)
+
+
+@router.post("/estimate", response_model=FineTuningJobEstimate)
+async def estimate_job(
+    params: FineTuningJobCreateParams, jobs: Jobs, store: StoreDep
+) -> FineTuningJobEstimate:
+    """ftapi extension: what a job with this body would do (tokens, steps, resolved `auto` values,
+    an estimated duration from this deployment's measured throughput); nothing is created."""
+    return await jobs.estimate(params, store)
 
 
 @router.get("", response_model=FineTuningJobList)

@@ -5,19 +5,24 @@ Data validation is asynchronous, as at OpenAI: the dispatcher moves `validating_
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
 from api.catalogue import BaseModelEntry, Catalogue
 from api.db.tables import FineTuningJobRow
+from api.dispatch.validation import MIN_TRAINING_EXAMPLES
 from api.errors import InvalidRequest, NotFound
 from api.files.repository import FileRepository
 from api.fine_tuning import lifecycle
+from api.fine_tuning.estimate import FineTuningJobEstimate, estimate_from_report, measured_throughput
 from api.fine_tuning.repository import JobRepository, add_event, transition
+from api.fine_tuning.results import job_prefix
 from api.fine_tuning.schemas import (
     MAX_SEED,
     DpoHyperparameters,
@@ -37,8 +42,14 @@ from api.fine_tuning.schemas import (
 )
 from api.idempotency import write_once
 from api.ids import new_id, now_us
+from api.models.resolver import ModelResolver, base_model_id
 from api.serving import vllm_base
 from api.settings import Settings
+from storage import BlobStore
+from trainer.data.validate import StreamingValidator, load_tokenizer
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 _SUPERVISED_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 
@@ -103,11 +114,19 @@ def _method_and_hyperparameters(params: FineTuningJobCreateParams) -> tuple[str,
 
 
 class JobService:
-    def __init__(self, session: AsyncSession, settings: Settings, catalogue: Catalogue, principal: Principal):
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        catalogue: Catalogue,
+        principal: Principal,
+        resolver: ModelResolver | None = None,
+    ):
         self.session = session
         self.settings = settings
         self.catalogue = catalogue
         self.principal = principal
+        self.resolver = resolver
         self.repo = JobRepository(session, principal.project_id)
 
     def _object(self, row: FineTuningJobRow) -> FineTuningJob:
@@ -133,16 +152,31 @@ class JobService:
                 code="model_not_available",
             )
 
-    async def create(self, params: FineTuningJobCreateParams, idempotency_key: str | None) -> FineTuningJob:
-        if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
-            return self._object(existing)
-        entry = self.catalogue.get(params.model)
-        if entry is None:
+    async def _starting_point(self, model: str) -> tuple[BaseModelEntry, str | None]:
+        """The catalogue model a job trains and the weights it starts from: a base model's own, or
+        a tuned model's (of this project, or shared with it) or checkpoint's, as OpenAI allows."""
+        entry = self.catalogue.get(model)
+        if entry is not None:
+            return entry, None
+        found = None
+        if model.startswith("ft:") and self.resolver is not None:
+            found = await self.resolver.find(self.session, self.principal.project_id, model)
+        entry = self.catalogue.get(base_model_id(found[0])) if found is not None else None
+        if found is None or entry is None:
             raise InvalidRequest(
-                f"Model {params.model} is not available for fine-tuning or does not exist.",
+                f"Model {model} is not available for fine-tuning or does not exist.",
                 param="model",
                 code="model_not_available",
             )
+        job, checkpoint = found
+        weights = checkpoint.storage_prefix if checkpoint else job_prefix(job.project_id, job.id) + "model/"
+        return entry, weights
+
+    async def _checked(
+        self, params: FineTuningJobCreateParams
+    ) -> tuple[BaseModelEntry, str | None, str, dict[str, Any]]:
+        """The synchronous checks of a job's body: its model, method, parameters and files."""
+        entry, init_weights_prefix = await self._starting_point(params.model)
         method, hyperparameters = _method_and_hyperparameters(params)
         if method not in entry.methods:
             raise InvalidRequest(
@@ -151,10 +185,59 @@ class JobService:
         self._check_servable(entry)
         await self._check_file(params.training_file, "training_file")
         await self._check_file(params.validation_file, "validation_file")
+        return entry, init_weights_prefix, method, hyperparameters
+
+    async def estimate(self, params: FineTuningJobCreateParams, store: BlobStore) -> FineTuningJobEstimate:
+        """What the job would do (tokens, steps, resolved `auto` values, duration), with the same
+        checks as create and the training file validated as the dispatcher would; nothing is created."""
+        entry, _, method, hyperparameters = await self._checked(params)
+        file = await FileRepository(self.session, self.principal.project_id).get(
+            params.training_file, int(time.time())
+        )
+        assert file is not None  # checked above
+        tokenizer = await self._tokenizer(entry)
+        validator = StreamingValidator(
+            expected_format="preference" if method == "dpo" else "chat",
+            tokenizer=tokenizer,
+            max_problems=1,
+            min_examples=MIN_TRAINING_EXAMPLES,
+        )
+        async for chunk in store.open_stream(file.storage_key):
+            await asyncio.to_thread(validator.feed, chunk)
+        report = await asyncio.to_thread(validator.finish)
+        if not report.ok and report.first_problem is not None:
+            code = (
+                "invalid_n_examples"
+                if report.first_problem.code == "invalid_n_examples"
+                else "invalid_training_file"
+            )
+            raise InvalidRequest(report.first_problem.message, param="training_file", code=code)
+        return estimate_from_report(
+            model=params.model,
+            entry=entry,
+            method=method,
+            requested=hyperparameters,
+            report=report,
+            throughput=await measured_throughput(self.session, entry.id),
+        )
+
+    async def _tokenizer(self, entry: BaseModelEntry) -> Tokenizer | None:
+        """The base model's tokenizer when it is on this machine (counts are exact), else None."""
+        if self.resolver is None:
+            return None
+        path = Path(await self.resolver.base_path(entry)) / "tokenizer.json"
+        return await asyncio.to_thread(load_tokenizer, path) if path.is_file() else None
+
+    async def create(self, params: FineTuningJobCreateParams, idempotency_key: str | None) -> FineTuningJob:
+        if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
+            return self._object(existing)
+        entry, init_weights_prefix, method, hyperparameters = await self._checked(params)
         row = FineTuningJobRow(
             id=new_id("ftjob-"),
             project_id=self.principal.project_id,
             model=params.model,
+            base_model=entry.id if init_weights_prefix is not None else None,
+            init_weights_prefix=init_weights_prefix,
             training_file=params.training_file,
             validation_file=params.validation_file,
             status="validating_files",

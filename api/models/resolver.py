@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalogue import BaseModelEntry, Catalogue
-from api.db.tables import FineTuningJobCheckpointRow, FineTuningJobRow
+from api.db.tables import CheckpointPermissionRow, FineTuningJobCheckpointRow, FineTuningJobRow
 from api.errors import NotFound, ServerError
 from api.fine_tuning.results import job_prefix
 from serving.models import ServedModel
@@ -27,6 +27,11 @@ def model_not_found(name: str) -> NotFound:
         param="model",
         code="model_not_found",
     )
+
+
+def base_model_id(job: FineTuningJobRow) -> str:
+    """The catalogue model under a job: its `model`, unless that is a tuned model it continues."""
+    return job.base_model or job.model
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class ModelResolver:
         )
 
     async def job_model(self, job: FineTuningJobRow, name: str, weights_prefix: str) -> ServedModel:
-        entry = self.catalogue.get(job.model)
+        entry = self.catalogue.get(base_model_id(job))
         if entry is None:  # the catalogue no longer offers the job's base model
             raise model_not_found(name)
         return ServedModel(
@@ -96,7 +101,37 @@ class ModelResolver:
     async def final_model(self, job: FineTuningJobRow, name: str) -> ServedModel:
         return await self.job_model(job, name, job_prefix(job.project_id, job.id) + "model/")
 
-    async def tuned(self, session: AsyncSession, project_id: str, name: str) -> TunedModel | None:
+    async def tuned(
+        self, session: AsyncSession, project_id: str, name: str, *, shared: bool = True
+    ) -> TunedModel | None:
+        """A tuned model or checkpoint of `project_id` or, with `shared`, of a project that shares
+        it with `project_id` (a checkpoint permission); None if there is no such model for it."""
+        found = await self.find(session, project_id, name, shared=shared)
+        if found is None:
+            return None
+        job, checkpoint = found
+        if checkpoint is None:  # the job's model, asked for by its name or an alias of it
+            return TunedModel(await self.final_model(job, job.fine_tuned_model or name), job, None)
+        return TunedModel(await self.job_model(job, name, checkpoint.storage_prefix), job, checkpoint)
+
+    async def find(
+        self, session: AsyncSession, project_id: str, name: str, *, shared: bool = True
+    ) -> tuple[FineTuningJobRow, FineTuningJobCheckpointRow | None] | None:
+        """The job (and checkpoint, for a checkpoint's name) behind a tuned model's name, without
+        preparing anything for serving. `shared` as in `tuned`."""
+        own = await self._owned(session, project_id, name)
+        if own is not None or not shared:
+            return own
+        owner = await session.scalar(
+            select(CheckpointPermissionRow.owner_project_id).where(
+                CheckpointPermissionRow.model == name, CheckpointPermissionRow.project_id == project_id
+            )
+        )
+        return await self._owned(session, owner, name) if owner is not None else None
+
+    async def _owned(
+        self, session: AsyncSession, project_id: str, name: str
+    ) -> tuple[FineTuningJobRow, FineTuningJobCheckpointRow | None] | None:
         job = await session.scalar(
             select(FineTuningJobRow).where(
                 FineTuningJobRow.fine_tuned_model == name,
@@ -106,7 +141,7 @@ class ModelResolver:
             )
         )
         if job is not None:
-            return TunedModel(await self.final_model(job, name), job, None)
+            return job, None
         found = (
             await session.execute(
                 select(FineTuningJobCheckpointRow, FineTuningJobRow)
@@ -132,8 +167,8 @@ class ModelResolver:
             # the model was deleted as a whole.
             if name == final_name or job.model_deleted_at is not None or job.status != "succeeded":
                 return None
-            return TunedModel(await self.final_model(job, final_name), job, None)
-        return TunedModel(await self.job_model(job, name, checkpoint.storage_prefix), job, checkpoint)
+            return job, None
+        return job, checkpoint
 
     async def resolve(self, session: AsyncSession, project_id: str, name: str) -> ServedModel:
         entry = self.catalogue.get(name)

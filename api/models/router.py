@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from sqlalchemy import select, update
 
-from api.db.tables import FineTuningJobCheckpointRow, FineTuningJobRow
+from api.db.tables import CheckpointPermissionRow, FineTuningJobCheckpointRow, FineTuningJobRow
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.errors import PermissionDenied
 from api.models.resolver import ModelResolver, model_not_found
@@ -37,8 +37,9 @@ RegistryDep = Annotated[ServingRegistry, Depends(get_registry)]
 async def list_models(
     session: SessionDep, principal: PrincipalDep, settings: SettingsDep, resolver: ResolverDep
 ) -> ModelList:
-    """The base models of the catalogue, then this project's fine-tuned models, newest first.
-    Checkpoint models are not listed (as at OpenAI) but resolve in retrieve and chat."""
+    """The base models of the catalogue, then this project's fine-tuned models, newest first, then
+    those shared with it. Checkpoint models are not listed (as at OpenAI) but resolve in retrieve and
+    chat; shared checkpoints are listed."""
     base = [Model(id=e.id, created=e.created, owned_by=BASE_OWNER) for e in resolver.catalogue.all()]
     jobs = await session.scalars(
         select(FineTuningJobRow)
@@ -54,6 +55,16 @@ async def list_models(
         Model(id=j.fine_tuned_model or "", created=j.finished_at or 0, owned_by=settings.organization_id)
         for j in jobs
     ]
+    # Then models other projects share with this one (checkpoint permissions), while they exist.
+    grants = await session.scalars(
+        select(CheckpointPermissionRow)
+        .where(CheckpointPermissionRow.project_id == principal.project_id)
+        .order_by(CheckpointPermissionRow.created_at_us.desc(), CheckpointPermissionRow.id.desc())
+    )
+    for grant in grants:
+        if await resolver.find(session, grant.owner_project_id, grant.model, shared=False) is not None:
+            created = grant.created_at_us // 1_000_000
+            tuned.append(Model(id=grant.model, created=created, owned_by=settings.organization_id))
     return ModelList(data=base + tuned)
 
 
@@ -88,7 +99,7 @@ async def delete_model(
     The job keeps its record and `fine_tuned_model`, as at OpenAI."""
     if resolver.catalogue.get(model) is not None:
         raise PermissionDenied(f"The model `{model}` is a base model and cannot be deleted.", param="model")
-    tuned = await resolver.tuned(session, principal.project_id, model)
+    tuned = await resolver.tuned(session, principal.project_id, model, shared=False)
     if tuned is None:
         raise model_not_found(model)
     now = int(time.time())

@@ -17,10 +17,11 @@ from api.dispatch.docker import (
     container_name,
     create_kwargs,
     last_error_line,
+    local_storage_user,
     redact,
     status_of,
 )
-from api.dispatch.executor import ExecutorUnavailable, RunStatus
+from api.dispatch.executor import ExecutorUnavailable, RunNotStarted, RunStatus
 from api.dispatch.factory import build_executor
 from api.settings import Settings
 from storage.config import LocalStoreConfig, S3StoreConfig
@@ -109,6 +110,44 @@ def test_defaults_need_no_limits_and_mount_local_storage_at_its_path(tmp_path: P
     spec = JobSpec.model_validate_json(kwargs["environment"]["FTAPI_JOB_SPEC"])
     assert spec.report_url == "http://127.0.0.1:8000"  # unchanged without api_url (host network)
     assert create_kwargs(make_spec(), {}, DockerConfig(gpus=-1, user="1000:1000"))["user"] == "1000:1000"
+
+
+def test_local_storage_the_image_user_cannot_read_runs_the_trainer_as_its_owner(tmp_path: Path) -> None:
+    """A data directory made by `mktemp -d` (mode 0700, root's here) holds blobs of mode 0600: the
+    image's uid 10001 cannot read them, so the container runs as the directory's owner, with the
+    host's model cache and a HOME of its own. A directory of the image's user changes nothing."""
+    import os
+    import stat
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(dir=tmp_path))
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    owner = f"{data.stat().st_uid}:{data.stat().st_gid}"
+    if data.stat().st_uid == 10001:
+        pytest.skip("these tests run as the image's own uid")
+    assert local_storage_user(data) == owner
+    kwargs = create_kwargs(make_spec(LocalStoreConfig(root=data)), {}, DockerConfig())
+    assert kwargs["user"] == owner
+    assert kwargs["volumes"] == {
+        str(data): {"bind": str(data), "mode": "rw"},
+        "/host/data/models": {"bind": "/host/data/models", "mode": "rw"},
+    }
+    environment = kwargs["environment"]
+    assert environment["HOME"] == "/tmp/ftapi-home" and environment["HF_HOME"].startswith("/tmp/ftapi-home/")
+    spec = JobSpec.model_validate_json(environment["FTAPI_JOB_SPEC"])
+    assert spec.cache_dir == "/host/data/models"
+    # An operator's FTAPI_DOCKER__USER wins; so does a directory the image's user owns.
+    assert (
+        create_kwargs(make_spec(LocalStoreConfig(root=data)), {}, DockerConfig(user="5:5"))["user"] == "5:5"
+    )
+    if os.geteuid() == 0:
+        os.chown(data, 10001, 10001)
+        assert local_storage_user(data) is None
+        kwargs = create_kwargs(make_spec(LocalStoreConfig(root=data)), {}, DockerConfig())
+        assert "user" not in kwargs and "HOME" not in kwargs["environment"]
+        assert kwargs["volumes"]["ftapi-model-cache"] == {"bind": "/var/lib/ftapi/models", "mode": "rw"}
+    with pytest.raises(RunNotStarted):
+        local_storage_user(tmp_path / "missing")
 
 
 TRACEBACK = """\

@@ -177,6 +177,40 @@ def test_lora_job_trains_in_a_container_end_to_end(
         assert "docker.container_started" in server_log and "FTAPI_JOB_TOKEN=" not in server_log
 
 
+def test_local_storage_in_a_private_data_directory_runs_as_its_owner(
+    docker_client: Any, trainer_image: str
+) -> None:
+    """Local storage in a directory only its owner may enter (`mktemp -d`: mode 0700, blobs 0600):
+    the image's uid 10001 failed every attempt with PermissionError; the container now runs as the
+    directory's owner, with the host's model cache, and the job succeeds."""
+    import shutil
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="ftapi-private-"))
+    assert data.stat().st_mode & 0o777 == 0o700
+    env = docker_env("http://unused", trainer_image, FTAPI_MAX_JOB_ATTEMPTS="1")
+    env = {k: v for k, v in env.items() if not k.startswith("FTAPI_S3__")} | {
+        "FTAPI_STORAGE_BACKEND": "local"
+    }
+    try:
+        with docker_jobs(data, env, docker_client) as jobs:
+            client = jobs.client
+            job_id = jobs.create(1)
+            running = wait_for_status(client, job_id, {"running", "failed"}, 60)
+            assert running.status == "running", running.error
+            [container] = containers_of(docker_client, job_id)
+            assert container.attrs["Config"]["User"] == f"{data.stat().st_uid}:{data.stat().st_gid}"
+            done = wait_for_status(client, job_id, {"succeeded", "failed", "cancelled"}, 300)
+            assert done.status == "succeeded" and done.fine_tuned_model, done.error
+            assert [client.files.retrieve(f).filename for f in done.result_files] == ["step_metrics.csv"]
+            project = _project_of(jobs.server, job_id)
+            assert (
+                data / "blobs" / "jobs" / project / job_id / "model" / "adapter_model.safetensors"
+            ).exists()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def _project_of(server: RunningServer, job_id: str) -> str:
     import sqlite3
 

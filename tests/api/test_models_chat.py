@@ -40,7 +40,7 @@ def sdk(server: RunningServer, key: str) -> openai.OpenAI:
 def tuned(training_server: RunningServer) -> Iterator[Tuned]:
     project = new_project(training_server)
     client = sdk(training_server, project.key)
-    done = tune_sentiment(client, "serve")
+    done = tune_sentiment(client, "serve", timeout=2400)  # 400 steps: minutes on a busy machine
     checkpoints = client.fine_tuning.jobs.checkpoints.list(done.id).data
     earlier = [
         c.fine_tuned_model_checkpoint

@@ -19,7 +19,15 @@ from referencing.jsonschema import DRAFT202012
 from tests.support.data import chat_jsonl
 from tests.support.server import RunningServer
 
-SPEC = Path(__file__).parents[3] / "shared" / "reference" / "openai-openapi.yaml"
+# Beside the repository: /work/shared for /work/main, one level further up for a worktree in /work/wt.
+SPEC = next(
+    (
+        p / "shared" / "reference" / "openai-openapi.yaml"
+        for p in Path(__file__).parents[3:5]
+        if (p / "shared" / "reference" / "openai-openapi.yaml").exists()
+    ),
+    Path(__file__).parents[3] / "shared" / "reference" / "openai-openapi.yaml",
+)
 
 
 @cache

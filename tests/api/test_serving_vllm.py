@@ -19,7 +19,7 @@ import pytest
 
 from serving.vllm_env import ensure_vllm_env
 from tests.conftest import ADMIN_KEY, TRAINING_CATALOGUE, Project, new_project
-from tests.support.jobs import right_answers, tune_sentiment
+from tests.support.jobs import right_answers, tune_sentiment, wait_for_status
 from tests.support.moto_server import free_port
 from tests.support.sentiment import held_out_prompts, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
@@ -66,7 +66,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmDeploym
         "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
     }
     try:
-        with run_server(data_dir, env) as server:
+        # Start-up builds tiny-chat before /health answers: minutes on a busy machine.
+        with run_server(data_dir, env, ready_timeout=600) as server:
             wait_for_engine(server)
             project: Project = new_project(server)
             client = openai.OpenAI(
@@ -129,6 +130,63 @@ def test_streaming_through_ftapi(deployment: VllmDeployment) -> None:
             stream=True,  # type: ignore[arg-type]
         )
     assert err.value.type == "invalid_request_error"
+
+
+def test_responses_through_vllm(deployment: VllmDeployment) -> None:
+    """/v1/responses on vLLM (translated to chat in ftapi): base and tuned, streamed and not; greedy
+    answers are chat's for the same messages. Uses the module's tuned model, or tunes a short one
+    (2 epochs) when run alone."""
+    client = deployment.client
+    model = deployment.model or _short_tuned_model(client)
+    for name in (model, "tiny-chat"):
+        for messages, _ in held_out_prompts()[:3]:
+            chat = client.chat.completions.create(
+                model=name,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=0,
+                max_completion_tokens=12,
+            )
+            done = client.responses.create(
+                model=name,
+                input=messages,  # type: ignore[arg-type]
+                temperature=0,
+                max_output_tokens=12,
+            )
+            assert done.model == name and done.output_text == chat.choices[0].message.content
+            assert done.status == ("incomplete" if chat.choices[0].finish_reason == "length" else "completed")
+            assert done.usage is not None and done.usage.output_tokens > 0
+    messages, _ = held_out_prompts()[1]
+    text = client.responses.create(
+        model=model, input=messages, temperature=0, max_output_tokens=12
+    ).output_text  # type: ignore[arg-type]
+    events = list(
+        client.responses.create(
+            model=model,
+            instructions=messages[0]["content"],
+            input=messages[1]["content"],
+            temperature=0,
+            max_output_tokens=12,
+            stream=True,
+        )
+    )
+    assert events[0].type == "response.created"
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert "".join(deltas) == text and events[-1].response.output_text == text
+    assert events[-1].response.usage is not None and events[-1].response.usage.output_tokens > 0
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+def _short_tuned_model(client: openai.OpenAI) -> str:
+    fid = client.files.create(file=("s.jsonl", to_jsonl(sentiment_sets()[0])), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(
+        model="tiny-chat",
+        training_file=fid,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+    )
+    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=1800)
+    assert done.status == "succeeded" and done.fine_tuned_model, done.error
+    return done.fine_tuned_model
 
 
 def test_the_tuned_model_answers_after_vllm_crashes(deployment: VllmDeployment) -> None:

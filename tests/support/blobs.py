@@ -38,6 +38,16 @@ def stored_keys(server: RunningServer, prefix: str) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.glob(prefix + "**/*") if p.is_file())
 
 
+def stored_bytes(server: RunningServer, key: str) -> bytes:
+    """One blob's content, from the blob directory or the bucket (under the server's prefix)."""
+    env = server.env
+    if env.get("FTAPI_STORAGE_BACKEND") == "s3":
+        base = env.get("FTAPI_S3__PREFIX", "").strip("/")
+        full = f"{base}/{key}" if base else key
+        return bytes(_s3(env).get_object(Bucket=env["FTAPI_S3__BUCKET"], Key=full)["Body"].read())
+    return (server.data_dir / "blobs" / key).read_bytes()
+
+
 def open_multipart_uploads(server: RunningServer) -> list[str]:
     """In-progress S3 multipart uploads (orphans if any remain after a request ends)."""
     env = server.env
