@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from api.dispatch.docker import DockerConfig
 from api.dispatch.executor import TRAINER_IMAGE
 from api.dispatch.kubernetes import KubernetesConfig
+from api.integrations import MlflowConfig, WandbConfig
 from serving.vllm import VllmConfig
 from storage.config import LocalStoreConfig, S3StoreConfig
 
@@ -73,6 +74,12 @@ class Settings(BaseSettings):
     )
     max_loaded_adapters: int = Field(default=4, ge=1, description="Adapters the transformers engine keeps.")
     vllm: VllmConfig = Field(default_factory=VllmConfig)
+    wandb: WandbConfig = Field(
+        default_factory=WandbConfig, description="W&B for jobs' wandb integration: FTAPI_WANDB__BASE_URL, ..."
+    )
+    mlflow: MlflowConfig = Field(
+        default_factory=MlflowConfig, description="MLflow for the mlflow integration: FTAPI_MLFLOW__*"
+    )
     internal_url: str | None = Field(
         default=None, description="How trainers reach this API; default from host/port."
     )

@@ -17,6 +17,7 @@ from trainer.reporter import Reporter
 from trainer.spec import JobSpec
 from trainer.stop import Stopped, StopRequest
 from trainer.tiny import resolve_base_model
+from trainer.tracking import Tracking
 
 BASE_EVALUATION_FILE = "ftapi_base_evaluation.json"  # kept in each checkpoint for resumed attempts
 # Files a saved adapter or model may contain; anything else (pickles, code) is never uploaded.
@@ -90,6 +91,7 @@ def _token_count(dataset: Any) -> int:
 
 
 def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> dict[str, Any]:
+    """Train `spec`; with `reporter` a trainer.tracking.Tracking, its trackers follow the run."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -174,6 +176,8 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         "logging_steps": spec.logging_steps,
         "save_strategy": "epoch",
         "save_total_limit": 3,
+        # Not transformers' own W&B/MLflow callbacks: the job's trackers (trainer.tracking) get the
+        # same metrics as the job's events, with OpenAI's names, and the final evaluation.
         "report_to": [],
         "seed": spec.seed,
         "data_seed": spec.seed,
@@ -182,6 +186,11 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         "disable_tqdm": True,
     }
     callback = ProgressCallback(reporter, stop, save_checkpoint, validation)
+    callbacks: list[Any] = [callback]
+    if isinstance(reporter, Tracking):
+        from trainer.tracking.callback import TrackingCallback
+
+        callbacks.append(TrackingCallback(reporter))
     if spec.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
@@ -191,7 +200,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
             train_dataset=Dataset.from_list(_preference_rows(rows)),
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[callback],
+            callbacks=callbacks,
         )
     else:
         from trl import SFTConfig
@@ -204,7 +213,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
             train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in rows]),
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[callback],
+            callbacks=callbacks,
         )
     stop.training = True
     result = trainer.train(resume_from_checkpoint=str(resume_path) if resume_path else None)

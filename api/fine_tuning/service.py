@@ -37,6 +37,7 @@ from api.fine_tuning.schemas import (
 )
 from api.idempotency import write_once
 from api.ids import new_id, now_us
+from api.integrations import check_integrations, openai_visible
 from api.serving import vllm_base
 from api.settings import Settings
 
@@ -66,7 +67,7 @@ def job_object(row: FineTuningJobRow, organization_id: str) -> FineTuningJob:
         training_file=row.training_file,
         validation_file=row.validation_file,
         estimated_finish=row.estimated_finish,
-        integrations=row.integrations or [],
+        integrations=openai_visible(row.integrations),
         metadata=row.job_metadata,
         method=method,
         user_provided_suffix=row.suffix,
@@ -151,6 +152,7 @@ class JobService:
         self._check_servable(entry)
         await self._check_file(params.training_file, "training_file")
         await self._check_file(params.validation_file, "validation_file")
+        integrations = check_integrations(params.integrations, self.settings.wandb, self.settings.mlflow)
         row = FineTuningJobRow(
             id=new_id("ftjob-"),
             project_id=self.principal.project_id,
@@ -164,7 +166,7 @@ class JobService:
             suffix=params.suffix,
             seed=params.seed if params.seed is not None else secrets.randbelow(MAX_SEED + 1),
             job_metadata=params.metadata,
-            integrations=params.integrations,
+            integrations=integrations,
             result_files=[],
             created_at_us=now_us(),
             attempts=0,
