@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     mlflow: MlflowConfig = Field(
         default_factory=MlflowConfig, description="MLflow for the mlflow integration: FTAPI_MLFLOW__*"
     )
+    webhook_retry_seconds: list[float] = Field(
+        default=[5, 300, 1800, 7200, 18000, 36000, 36000],
+        description="Waits before each retry of a webhook delivery (Standard Webhooks' schedule); "
+        "after the last one the delivery has failed.",
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, description="Time limit of one attempt.")
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, description="How often to look for due ones.")
     internal_url: str | None = Field(
         default=None, description="How trainers reach this API; default from host/port."
     )

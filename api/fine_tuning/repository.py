@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db.tables import FineTuningJobCheckpointRow, FineTuningJobEventRow, FineTuningJobRow
 from api.ids import new_id, now_us
+from api.webhooks.events import enqueue_job_event
 
 
 class JobRepository:
@@ -183,4 +184,5 @@ async def fail_job(
     )
     if moved:
         add_event(session, job_id, message, level="error")
+        await enqueue_job_event(session, job_id, "failed")
     await session.commit()
