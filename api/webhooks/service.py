@@ -4,6 +4,8 @@ a test event) and their delivery log."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -68,6 +70,16 @@ def delivery_object(row: WebhookDeliveryRow) -> WebhookDelivery:
     )
 
 
+def _page(data: Sequence[WebhookEndpoint | WebhookDelivery], has_more: bool) -> dict[str, Any]:
+    """A list page's fields, as the SDK's cursor pages read them."""
+    return {
+        "data": data,
+        "first_id": data[0].id if data else None,
+        "last_id": data[-1].id if data else None,
+        "has_more": has_more,
+    }
+
+
 def _check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -130,12 +142,7 @@ class WebhookService:
                 raise InvalidRequest(f"No such webhook endpoint: {after}", param="after")
         rows = await self.repo.page(cursor, limit)
         data = [endpoint_object(r) for r in rows[:limit]]
-        return WebhookEndpointList(
-            data=data,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-            has_more=len(rows) > limit,
-        )
+        return WebhookEndpointList(**_page(data, len(rows) > limit))
 
     async def retrieve(self, endpoint_id: str) -> WebhookEndpoint:
         return endpoint_object(await self._row(endpoint_id))
@@ -207,9 +214,4 @@ class WebhookService:
                 raise InvalidRequest(f"No such delivery: {after}", param="after")
         rows = await self.repo.deliveries(endpoint_id, cursor, limit)
         data = [delivery_object(r) for r in rows[:limit]]
-        return WebhookDeliveryList(
-            data=data,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-            has_more=len(rows) > limit,
-        )
+        return WebhookDeliveryList(**_page(data, len(rows) > limit))

@@ -12,12 +12,16 @@ from pathlib import Path
 import openai
 import pytest
 
+from storage.config import LocalStoreConfig
 from tests.conftest import ADMIN_KEY, TRAINING_CATALOGUE, new_project
 from tests.support.jobs import events_oldest_first, wait_for_status
 from tests.support.mlflow_server import metric_history, mlflow_api, run_mlflow_server
 from tests.support.sentiment import sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
 from tests.support.wandb_files import read_offline_run
+from trainer.reporter import JsonlReporter
+from trainer.spec import BaseModelRef, Hyperparameters, JobSpec, MlflowIntegration
+from trainer.tracking import Tracking
 
 pytestmark = pytest.mark.slow
 STEPS = 20  # 60 examples, batch 6, 2 epochs; the trainer logs every 10 steps
@@ -177,3 +181,32 @@ def test_bad_integrations_are_refused(
         client.fine_tuning.jobs.create(model="tiny-chat", training_file=tid, integrations=integrations)  # type: ignore[arg-type]
     assert err.value.param == param, err.value.message
     assert len(client.fine_tuning.jobs.list().data) == before
+
+
+def test_a_tracker_failing_mid_run_is_dropped_with_one_warning(mlflow_uri: str, tmp_path: Path) -> None:
+    """The trainer's side alone (no training): the run is deleted on the MLflow server while the
+    job reports; the next write fails, the user is warned once, the job's own events go on."""
+    spec = JobSpec(
+        job_id="ftjob-midrun",
+        base_model=BaseModelRef(id="tiny-chat", source="builtin:tiny-chat"),
+        hyperparameters=Hyperparameters(n_epochs=1, batch_size=2, learning_rate=1e-3),
+        storage=LocalStoreConfig(root=tmp_path),
+        training_file_key="unused",
+        output_prefix="unused/",
+        integrations=[MlflowIntegration(experiment="mid-run", tracking_uri=mlflow_uri)],
+    )
+    path = tmp_path / "events.jsonl"
+    with Tracking(spec, JsonlReporter(path)) as tracking:
+        tracking.start()
+        run_id = json.loads(path.read_text().splitlines()[0])["data"]["run_id"]
+        tracking.emit("metrics", "Step 1/3", {"step": 1, "total_steps": 3, "train_loss": 2.0})
+        mlflow_api(mlflow_uri, "POST", "runs/delete", json={"run_id": run_id})
+        for step in (2, 3):
+            tracking.emit("metrics", f"Step {step}/3", {"step": step, "total_steps": 3, "train_loss": 1.0})
+        tracking.complete({"train_loss": 1.5, "trained_tokens": 10, "steps": 3})
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    warns = [r["message"] for r in records if r["level"] == "warn"]
+    assert len(warns) == 1 and warns[0].startswith("The MLflow integration failed to record metrics"), warns
+    assert [r["data"]["step"] for r in records if r["type"] == "metrics"] == [1, 2, 3]
+    assert records[-1]["type"] == "complete"
+    assert metric_history(mlflow_uri, run_id, "train_loss") == {1: 2.0}
