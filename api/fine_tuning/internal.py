@@ -25,7 +25,6 @@ from api.fine_tuning.results import evaluation_csv, job_prefix, step_metrics_csv
 from api.fine_tuning.schemas import Metrics
 from api.ids import hash_api_key, new_id, now_us, random_base62
 from api.models.router import RegistryDep, ResolverDep
-from api.webhooks.events import enqueue_job_event
 from serving.errors import EngineError, EngineUnavailable
 
 KEPT_CHECKPOINTS = 3  # OpenAI keeps the last three; older ones are deleted with their files
@@ -216,5 +215,4 @@ async def trainer_complete(
     )
     add_event(session, job_id, f"New fine-tuned model created: {name}")
     add_event(session, job_id, "The job has successfully completed")
-    await enqueue_job_event(session, job_id, "succeeded")
     await session.commit()

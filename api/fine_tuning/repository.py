@@ -112,13 +112,17 @@ def add_event(
 async def transition(
     session: AsyncSession, job_id: str, allowed: frozenset[str] | set[str], **values: Any
 ) -> bool:
-    """Compare-and-set on status: the update happens only from an allowed state."""
+    """Compare-and-set on status: the update happens only from an allowed state. A move to
+    succeeded, failed or cancelled also queues that webhook event, in the same transaction."""
     result = await session.execute(
         update(FineTuningJobRow)
         .where(FineTuningJobRow.id == job_id, FineTuningJobRow.status.in_(allowed))
         .values(**values)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    moved = bool(result.rowcount)  # type: ignore[attr-defined]
+    if moved and "status" in values:
+        await enqueue_job_event(session, job_id, str(values["status"]))
+    return moved
 
 
 async def claim(
@@ -184,5 +188,4 @@ async def fail_job(
     )
     if moved:
         add_event(session, job_id, message, level="error")
-        await enqueue_job_event(session, job_id, "failed")
     await session.commit()

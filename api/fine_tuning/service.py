@@ -40,7 +40,6 @@ from api.ids import new_id, now_us
 from api.integrations import check_integrations, openai_visible
 from api.serving import vllm_base
 from api.settings import Settings
-from api.webhooks.events import enqueue_job_event
 
 _SUPERVISED_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 
@@ -215,7 +214,6 @@ class JobService:
             await self.session.refresh(row)
             raise InvalidRequest(f"Cannot {verb} a job that is {row.status}.", param="fine_tuning_job_id")
         add_event(self.session, job_id, message)
-        await enqueue_job_event(self.session, job_id, str(values["status"]))
         await self.session.commit()
         await self.session.refresh(row)
         return self._object(row)

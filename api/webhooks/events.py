@@ -52,8 +52,8 @@ def new_delivery(endpoint_id: str, event_type: str, body: str, event_id: str) ->
 
 
 async def enqueue_job_event(session: AsyncSession, job_id: str, status: str) -> None:
-    """Queue `fine_tuning.job.<status>` for every endpoint of the job's project that wants it.
-    Call after the transition, before the commit that makes it (and the deliveries) durable."""
+    """Queue `fine_tuning.job.<status>` for every endpoint of the job's project that wants it
+    (`transition` calls this), before the commit that makes the move and the deliveries durable."""
     event_type = JOB_EVENTS.get(status)
     if event_type is None:
         return
