@@ -33,6 +33,8 @@ from api.serving import build_serving
 from api.settings import Settings
 from api.sweeper import run_sweeper
 from api.uploads.router import router as uploads_router
+from api.webhooks.router import router as webhooks_router
+from api.webhooks.sender import WebhookSender
 from storage.factory import build_store
 
 
@@ -56,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
         tasks = [
             asyncio.create_task(run_sweeper(app.state.sessions, store, settings.sweep_interval_seconds)),
             asyncio.create_task(dispatcher.run()),
+            asyncio.create_task(WebhookSender(app.state.sessions, settings).run()),
         ]
         try:
             yield
@@ -88,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(models_router)
     app.include_router(chat_router)
     app.include_router(responses_router)
+    app.include_router(webhooks_router)
     app.include_router(internal_router)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     return app

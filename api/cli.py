@@ -1,4 +1,4 @@
-"""The `ftapi` command: serve, keys, validate, db."""
+"""The `ftapi` command: serve, worker, keys, db, validate, migrate-from-openai."""
 
 from __future__ import annotations
 
@@ -184,6 +184,70 @@ projects_app = typer.Typer(
 app.add_typer(projects_app, name="projects")
 app.command("estimate")(estimate_command)
 projects_app.command("list")(projects_list)
+@app.command("migrate-from-openai")
+def migrate_from_openai(
+    source_api_key: Annotated[
+        str, typer.Option(envvar="OPENAI_API_KEY", help="A key of the source (OPENAI_API_KEY).")
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(help="The base model here for every source job (unless --map says otherwise)."),
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", help="SOURCE_MODEL_PATTERN=TARGET_MODEL (fnmatch; repeatable; first match wins)."
+        ),
+    ] = None,
+    source_base_url: Annotated[
+        str, typer.Option(help="Any OpenAI-compatible API, e.g. another ftapi's /v1.")
+    ] = "https://api.openai.com/v1",
+    base_url: Annotated[
+        str | None, typer.Option(help="This ftapi's API (default: http://FTAPI_HOST:FTAPI_PORT/v1).")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="FTAPI_API_KEY", help="A key of the project here (FTAPI_API_KEY).")
+    ] = None,
+    job: Annotated[list[str] | None, typer.Option(help="Only these source jobs (repeatable).")] = None,
+    include_failed: Annotated[
+        bool, typer.Option(help="Also copy jobs that failed or were cancelled.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Report what would be created; create nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Recreate another OpenAI-compatible service's fine-tuning jobs here (files, method and
+    hyperparameters, suffix, seed, metadata) and report what could not be carried over. Re-running
+    creates nothing twice."""
+    try:
+        import openai
+    except ImportError:
+        typer.echo("migrate-from-openai needs the openai package: pip install 'ftapi[migrate]'", err=True)
+        raise typer.Exit(code=2) from None
+    from api.migrate import Migration, Plan, format_text, parse_mapping, summary
+
+    try:
+        mapping = parse_mapping(map_ or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--map") from None
+    if model is None and not mapping:
+        raise typer.BadParameter("give --model (and/or --map)", param_hint="--model")
+    settings = _settings()
+    if not api_key:
+        raise typer.BadParameter(
+            "a key of the project here is needed (FTAPI_API_KEY)", param_hint="--api-key"
+        )
+    target_url = base_url or f"http://{settings.host}:{settings.port}/v1"
+    plan = Plan(
+        model=model, mapping=mapping, include_failed=include_failed, only=set(job or []), dry_run=dry_run
+    )
+    source = openai.OpenAI(base_url=source_base_url, api_key=source_api_key)
+    target = openai.OpenAI(base_url=target_url, api_key=api_key)
+    reports = Migration(source, target, plan, source_base_url).run()
+    if as_json:
+        json.dump(summary(reports), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        typer.echo(format_text(reports))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from api.dispatch.docker import DockerConfig
 from api.dispatch.executor import TRAINER_IMAGE
 from api.dispatch.kubernetes import KubernetesConfig
+from api.integrations import MlflowConfig, WandbConfig
 from serving.vllm import VllmConfig
 from storage.config import LocalStoreConfig, S3StoreConfig
 
@@ -73,6 +74,19 @@ class Settings(BaseSettings):
     )
     max_loaded_adapters: int = Field(default=4, ge=1, description="Adapters the transformers engine keeps.")
     vllm: VllmConfig = Field(default_factory=VllmConfig)
+    wandb: WandbConfig = Field(
+        default_factory=WandbConfig, description="W&B for jobs' wandb integration: FTAPI_WANDB__BASE_URL, ..."
+    )
+    mlflow: MlflowConfig = Field(
+        default_factory=MlflowConfig, description="MLflow for the mlflow integration: FTAPI_MLFLOW__*"
+    )
+    webhook_retry_seconds: list[float] = Field(
+        default=[5, 300, 1800, 7200, 18000, 36000, 36000],
+        description="Waits before each retry of a webhook delivery (Standard Webhooks' schedule); "
+        "after the last one the delivery has failed.",
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, description="Time limit of one attempt.")
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, description="How often to look for due ones.")
     internal_url: str | None = Field(
         default=None, description="How trainers reach this API; default from host/port."
     )

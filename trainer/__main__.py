@@ -13,6 +13,7 @@ from pathlib import Path
 from trainer.reporter import HttpReporter, JsonlReporter, Reporter
 from trainer.spec import JobSpec
 from trainer.stop import STOPPED_EXIT_CODE, Stopped, StopRequest
+from trainer.tracking import Tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.run import run
 
     try:
-        summary = run(spec, reporter, stop)
+        # The job's experiment trackers (W&B, MLflow), closed with the run's outcome.
+        with Tracking(spec, reporter) as tracked:
+            summary = run(spec, tracked, stop)
     except Stopped as exc:
         print(f"trainer: {exc}", file=sys.stderr)
         return STOPPED_EXIT_CODE

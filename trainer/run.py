@@ -18,6 +18,7 @@ from trainer.reporter import Reporter
 from trainer.spec import JobSpec
 from trainer.stop import Stopped, StopRequest
 from trainer.tiny import resolve_base_model
+from trainer.tracking import Tracking
 
 BASE_EVALUATION_FILE = "ftapi_base_evaluation.json"  # kept in each checkpoint for resumed attempts
 # Files a saved adapter or model may contain; anything else (pickles, code) is never uploaded.
@@ -108,6 +109,7 @@ def _from_tuned(base: Any, weights: Path, mode: str) -> Any:
 
 
 def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> dict[str, Any]:
+    """Train `spec`; with `reporter` a trainer.tracking.Tracking, its trackers follow the run."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -196,6 +198,8 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         "logging_steps": spec.logging_steps,
         "save_strategy": "epoch",
         "save_total_limit": 3,
+        # Not transformers' own W&B/MLflow callbacks: the job's trackers (trainer.tracking) get the
+        # same metrics as the job's events, with OpenAI's names, and the final evaluation.
         "report_to": [],
         "seed": spec.seed,
         "data_seed": spec.seed,
@@ -204,6 +208,11 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         "disable_tqdm": True,
     }
     callback = ProgressCallback(reporter, stop, save_checkpoint, validation)
+    callbacks: list[Any] = [callback]
+    if isinstance(reporter, Tracking):
+        from trainer.tracking.callback import TrackingCallback
+
+        callbacks.append(TrackingCallback(reporter))
     if spec.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
@@ -213,7 +222,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
             train_dataset=Dataset.from_list(training_rows(rows, "dpo")),
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[callback],
+            callbacks=callbacks,
         )
     else:
         from trl import SFTConfig
@@ -226,7 +235,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
             train_dataset=Dataset.from_list(training_rows(rows, "supervised")),
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[callback],
+            callbacks=callbacks,
         )
     stop.training = True
     result = trainer.train(resume_from_checkpoint=str(resume_path) if resume_path else None)

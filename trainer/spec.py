@@ -6,7 +6,7 @@ takes its data from storage, and writes its outputs back under `output_prefix`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,32 @@ class CheckpointRef(BaseModel):
     storage_prefix: str  # everything the Trainer saved for this step (weights, optimizer, RNG state)
 
 
+class WandbIntegration(BaseModel):
+    """A W&B run for the job. The API key comes in WANDB_API_KEY, never in the spec."""
+
+    type: Literal["wandb"] = "wandb"
+    project: str
+    name: str | None = None  # default: the job id
+    entity: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    base_url: str | None = None  # a self-hosted W&B server; default: W&B's cloud
+    mode: Literal["online", "offline"] = "online"  # offline writes the run to `dir` only
+    dir: str | None = None  # where W&B keeps the run's files (default: the trainer's working directory)
+
+
+class MlflowIntegration(BaseModel):
+    """An MLflow run for the job. Credentials come in MLFLOW_TRACKING_TOKEN or
+    MLFLOW_TRACKING_USERNAME/PASSWORD, never in the spec."""
+
+    type: Literal["mlflow"] = "mlflow"
+    experiment: str
+    run_name: str | None = None  # default: the job id
+    tracking_uri: str
+
+
+Integration = Annotated[WandbIntegration | MlflowIntegration, Field(discriminator="type")]
+
+
 class JobSpec(BaseModel):
     job_id: str
     attempt: int = Field(default=1, ge=1)  # which start of this job (1-based): names its Kubernetes Job
@@ -61,3 +87,4 @@ class JobSpec(BaseModel):
     # model's: a job on `ft:...`. Only safetensors and configs are read from there.
     init_weights_prefix: str | None = None
     eval_max_examples: int = Field(default=200, ge=1)  # exact match generates: cap its cost
+    integrations: list[Integration] = Field(default_factory=list)  # experiment trackers to report to

@@ -175,3 +175,52 @@ class CheckpointPermissionRow(Base):
     owner_project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     created_at_us: Mapped[int] = mapped_column(BigInteger)
+class WebhookEndpointRow(Base):
+    """Where a project's events go (`/v1/webhook_endpoints`). The signing secret is kept as given
+    out: deliveries are signed with it (like storage keys, it is protected by the database's access)."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        Index("ix_webhook_endpoints_project_created", "project_id", "created_at_us", "id"),
+        UniqueConstraint("project_id", "idempotency_key", name="uq_webhook_endpoints_project_idempotency"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(128))
+    # After a rotation that keeps the old secret for 24 hours, deliveries carry both signatures.
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_until: Mapped[int | None] = mapped_column(BigInteger)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str | None] = mapped_column(String(256))
+
+
+class WebhookDeliveryRow(Base):
+    """One event for one endpoint, sent until it is taken (2xx) or its retries run out. Written in
+    the transaction that ends the job, so no event is lost; the sender's state is here, so a
+    restarted process continues where the previous one stopped."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at_us"),
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at_us", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the webhook-id header (msg_...)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)  # the exact body: its bytes are what is signed
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at_us: Mapped[int] = mapped_column(BigInteger)
+    lease_until_us: Mapped[int | None] = mapped_column(BigInteger)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[list[dict[str, object]]] = mapped_column(JSON)  # one entry per attempt
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    delivered_at_us: Mapped[int | None] = mapped_column(BigInteger)

@@ -16,6 +16,7 @@ from api.dispatch.executor import Executor, ExecutorUnavailable, RunNotStarted, 
 from api.fine_tuning.repository import add_event, fail_job, newest_checkpoint, take_over, transition
 from api.fine_tuning.results import job_prefix
 from api.ids import hash_api_key
+from api.integrations import integration_env, trainer_integrations
 from api.models.resolver import base_model_id
 from api.settings import Settings
 from storage import BlobStore
@@ -63,6 +64,7 @@ async def build_spec(
         resume_from=CheckpointRef(step=checkpoint.step_number, storage_prefix=checkpoint.storage_prefix)
         if checkpoint
         else None,
+        integrations=trainer_integrations(job.integrations, settings.wandb, settings.mlflow),
     )
 
 
@@ -92,7 +94,11 @@ async def start_run(
     except LookupError as exc:
         await fail_job(session, job.id, {"queued"}, "job_setup_failed", f"The job could not start: {exc}.")
         return
-    env = {"FTAPI_JOB_TOKEN": token, **storage_credentials_env(settings)}
+    env = {
+        "FTAPI_JOB_TOKEN": token,
+        **storage_credentials_env(settings),
+        **(integration_env(settings.wandb, settings.mlflow) if job.integrations else {}),
+    }
     try:
         if getattr(executor, "start_on_loop", False):
             handle = executor.start(spec, env)

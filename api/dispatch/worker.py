@@ -3,11 +3,14 @@ database and storage."""
 
 from __future__ import annotations
 
+import asyncio
+
 from api.catalogue import Catalogue
 from api.db.session import create_engine, session_factory
 from api.dispatch.dispatcher import Dispatcher
 from api.dispatch.factory import build_executor
 from api.settings import Settings
+from api.webhooks.sender import WebhookSender
 from storage.factory import build_store
 
 
@@ -22,7 +25,9 @@ async def run_worker(settings: Settings) -> None:
             settings,
             build_executor(settings),
         )
-        await dispatcher.run()
+        sessions = dispatcher.sessions
+        # The dispatcher moves jobs on; the sender delivers the webhook events that this queues.
+        await asyncio.gather(dispatcher.run(), WebhookSender(sessions, settings).run())
     finally:
         await store.close()
         await engine.dispose()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db.tables import FineTuningJobCheckpointRow, FineTuningJobEventRow, FineTuningJobRow
 from api.ids import new_id, now_us
+from api.webhooks.events import enqueue_job_event
 
 
 class JobRepository:
@@ -111,13 +112,17 @@ def add_event(
 async def transition(
     session: AsyncSession, job_id: str, allowed: frozenset[str] | set[str], **values: Any
 ) -> bool:
-    """Compare-and-set on status: the update happens only from an allowed state."""
+    """Compare-and-set on status: the update happens only from an allowed state. A move to
+    succeeded, failed or cancelled also queues that webhook event, in the same transaction."""
     result = await session.execute(
         update(FineTuningJobRow)
         .where(FineTuningJobRow.id == job_id, FineTuningJobRow.status.in_(allowed))
         .values(**values)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    moved = bool(result.rowcount)  # type: ignore[attr-defined]
+    if moved and "status" in values:
+        await enqueue_job_event(session, job_id, str(values["status"]))
+    return moved
 
 
 async def claim(

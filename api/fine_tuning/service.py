@@ -42,6 +42,7 @@ from api.fine_tuning.schemas import (
 )
 from api.idempotency import write_once
 from api.ids import new_id, now_us
+from api.integrations import check_integrations, openai_visible
 from api.models.resolver import ModelResolver, base_model_id
 from api.serving import vllm_base
 from api.settings import Settings
@@ -77,7 +78,7 @@ def job_object(row: FineTuningJobRow, organization_id: str) -> FineTuningJob:
         training_file=row.training_file,
         validation_file=row.validation_file,
         estimated_finish=row.estimated_finish,
-        integrations=row.integrations or [],
+        integrations=openai_visible(row.integrations),
         metadata=row.job_metadata,
         method=method,
         user_provided_suffix=row.suffix,
@@ -232,6 +233,7 @@ class JobService:
         if idempotency_key and (existing := await self.repo.by_idempotency_key(idempotency_key)):
             return self._object(existing)
         entry, init_weights_prefix, method, hyperparameters = await self._checked(params)
+        integrations = check_integrations(params.integrations, self.settings.wandb, self.settings.mlflow)
         row = FineTuningJobRow(
             id=new_id("ftjob-"),
             project_id=self.principal.project_id,
@@ -247,7 +249,7 @@ class JobService:
             suffix=params.suffix,
             seed=params.seed if params.seed is not None else secrets.randbelow(MAX_SEED + 1),
             job_metadata=params.metadata,
-            integrations=params.integrations,
+            integrations=integrations,
             result_files=[],
             created_at_us=now_us(),
             attempts=0,

@@ -1,7 +1,7 @@
 """jobs that continue a tuned model (its base model and starting weights); checkpoint permissions
 
 Revision ID: 0007
-Revises: 0006 (re-linked to 0006 when the lead's migration lands)
+Revises: 0006
 """
 
 import sqlalchemy as sa
