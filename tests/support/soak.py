@@ -81,7 +81,8 @@ def soak_server(data_dir: Path) -> Iterator[tuple[RunningServer, dict[str, list[
         "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.5",
         "FTAPI_ENGINE": "transformers",
     }
-    with run_server(data_dir, env) as srv:
+    # A busy machine needs minutes to start a server (and the first chat builds tiny-chat).
+    with run_server(data_dir, env, ready_timeout=600) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
         files = [
             client.files.create(file=(f"t{i}.jsonl", chat_jsonl(12)), purpose="fine-tune").id
