@@ -61,7 +61,9 @@ class Dispatcher:
                 return False  # queued jobs wait for a free slot
             if not await self.executor_ready():
                 return False  # queued jobs wait for the executor (the log said why)
-            job = await claim(session, "queued", self.worker_id, VALIDATION_LEASE_SECONDS, now)
+            # The run lease, not the validation one: a worker that dies between this claim and
+            # the start must not hold the job for ten minutes (starting a run takes seconds).
+            job = await claim(session, "queued", self.worker_id, self.settings.run_lease_seconds, now)
             if job is None:
                 return False
             await start_run(session, self.settings, self.catalogue, self.executor, job, self.worker_id)

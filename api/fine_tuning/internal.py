@@ -57,16 +57,44 @@ class TrainerCompletion(BaseModel):
 # A paused job's trainer is saving its checkpoint (and the job may be resumed, so queued, before
 # it is done): it may still report until it exits. A re-queued job's old token is revoked.
 REPORTING = frozenset({"running", "paused", "queued"})
+RUNNING = frozenset({"running"})
 
 
 async def _reporting_job(
-    session: SessionDep, job_id: str, authorization: str | None, statuses: frozenset[str] = REPORTING
+    session: SessionDep,
+    job_id: str,
+    authorization: str | None,
+    statuses: frozenset[str] = REPORTING,
+    *,
+    lock: bool = True,
 ) -> FineTuningJobRow:
-    job = await session.get(FineTuningJobRow, job_id)
+    """The job a trainer reports on, if its token is the job's and its status one of `statuses`.
+
+    With `lock`, the check is a conditional write of the job row (its status set to itself) in this
+    transaction: the row stays locked until the report commits, so a concurrent cancel (itself a
+    conditional update of that row) either comes first and the report is refused, or waits and comes
+    after it. Nothing is written to a job after it reached a final state. On PostgreSQL that is the
+    row lock (the WHERE is re-checked on the committed row after the wait); on SQLite the update opens
+    the write transaction (the driver's implicit BEGIN before a write), which serialises all writers.
+    """
     token = (authorization or "")[7:] if (authorization or "").lower().startswith("bearer ") else ""
+    locked = True
+    if lock:
+        result = await session.execute(
+            update(FineTuningJobRow)
+            .where(
+                FineTuningJobRow.id == job_id,
+                FineTuningJobRow.token_hash == hash_api_key(token),
+                FineTuningJobRow.status.in_(statuses),
+            )
+            .values(status=FineTuningJobRow.status)
+            .execution_options(synchronize_session=False)
+        )
+        locked = bool(result.rowcount)  # type: ignore[attr-defined]
+    job = await session.get(FineTuningJobRow, job_id, populate_existing=True)
     if job is None or job.token_hash is None or not hmac.compare_digest(job.token_hash, hash_api_key(token)):
         raise AuthenticationFailed("Invalid job token.")
-    if job.status not in statuses:
+    if not locked or job.status not in statuses:
         raise InvalidRequest(f"Job {job_id} is {job.status}.")
     return job
 
@@ -172,7 +200,9 @@ async def trainer_complete(
     registry: RegistryDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    job = await _reporting_job(session, job_id, authorization, frozenset({"running"}))
+    # Checked without the lock first: the probe may take seconds, and the lock would hold back every
+    # writer of this job (every writer at all on SQLite) meanwhile; it is taken after the probe.
+    job = await _reporting_job(session, job_id, authorization, RUNNING, lock=False)
     name = await _model_name(session, job)
     # A model that cannot answer is not a finished model: load it and complete one token first.
     try:
@@ -180,10 +210,12 @@ async def trainer_complete(
     except EngineUnavailable as exc:  # the trainer retries; a later attempt resumes at the last step
         raise ServiceUnavailable(f"The serving engine is not ready: {exc.message}") from exc
     except (EngineError, FtapiError) as exc:
+        await _reporting_job(session, job_id, authorization, RUNNING)
         await fail_job(
             session, job_id, {"running"}, "model_not_servable", f"The trained model cannot be served: {exc}"
         )
         return
+    job = await _reporting_job(session, job_id, authorization, RUNNING)
     metrics = await session.scalars(
         select(FineTuningJobEventRow.data)
         .where(FineTuningJobEventRow.job_id == job_id, FineTuningJobEventRow.type == "metrics")

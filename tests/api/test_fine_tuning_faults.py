@@ -19,7 +19,9 @@ from tests.support.sentiment import sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
 
 pytestmark = pytest.mark.slow
-SFT = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}}
+# Long enough to be killed after its first checkpoint (epoch 1) and resume from it; the rest of
+# the run only has to finish (40 epochs here cost minutes of CI for nothing).
+SFT = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}}
 
 
 def trainer_pid(job_id: str) -> int:
