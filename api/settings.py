@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = 60.0
 
     models_file: Path | None = Field(default=None, description="Base-model catalogue (JSON/YAML).")
+    catalogue_refresh_seconds: float = Field(
+        default=30.0, gt=0, description="How often models imported into storage are looked up again."
+    )
     dispatch_interval_seconds: float = 1.0
     max_concurrent_jobs: int = Field(
         default=1, ge=0, description="Trainers this process runs at once; 0 for an API-only replica."

@@ -13,11 +13,11 @@ from typing import Any
 
 from storage import BlobStore
 from storage.factory import build_store
+from trainer.base_model import resolve_base_model
 from trainer.data.formats import read_examples
 from trainer.reporter import Reporter
 from trainer.spec import JobSpec
 from trainer.stop import Stopped, StopRequest
-from trainer.tiny import resolve_base_model
 
 BASE_EVALUATION_FILE = "ftapi_base_evaluation.json"  # kept in each checkpoint for resumed attempts
 # Files a saved adapter or model may contain; anything else (pickles, code) is never uploaded.
@@ -125,7 +125,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     if spec.validation_file_key:
         asyncio.run(_download(spec, spec.validation_file_key, work / "valid.jsonl"))
         valid_rows = read_examples(work / "valid.jsonl")
-    model_dir = resolve_base_model(spec.base_model.source, Path(spec.cache_dir).expanduser())
+    model_dir = resolve_base_model(spec.base_model.source, Path(spec.cache_dir).expanduser(), spec.storage)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     if spec.init_weights_prefix is not None:  # a job on a tuned model continues from its weights
