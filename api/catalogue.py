@@ -38,6 +38,9 @@ class BaseModelEntry(BaseModel):
     default_batch_size: int = Field(default=8, ge=1, le=256)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     created: int = Field(default=0, description="Unix time the base model was published (0: unknown).")
+    fsdp: bool = Field(
+        default=False, description="Full fine-tuning on several GPUs shards the model (FSDP) instead of DDP."
+    )
 
 
 TINY_CHAT = BaseModelEntry(

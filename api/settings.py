@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     )
     docker: DockerConfig | None = Field(default=None, description="FTAPI_DOCKER__NETWORK, ...")
     kubernetes: KubernetesConfig | None = Field(default=None, description="FTAPI_KUBERNETES__NAMESPACE, ...")
+    trainer_processes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Trainer processes per job (DDP via torchrun): default one per GPU of FTAPI_DOCKER__GPUS "
+        "or FTAPI_KUBERNETES__GPUS, else 1. Set it for the local executor (2 on a CPU runs gloo).",
+    )
     cancel_grace_seconds: float = Field(
         default=30.0, description="Time a stopped trainer (cancel, pause) gets to save a checkpoint and exit."
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from storage import BlobStore
 from storage.factory import build_store
+from trainer import distributed
 from trainer.base_model import resolve_base_model
 from trainer.data.formats import read_examples
 from trainer.reporter import Reporter
@@ -40,13 +41,17 @@ async def _download(spec: JobSpec, key: str, dest: Path) -> None:
         await store.close()
 
 
-async def _upload_dir(spec: JobSpec, local: Path, prefix: str, everything: bool = False) -> list[str]:
+async def _upload_dir(
+    spec: JobSpec, local: Path, prefix: str, everything: bool = False, only: str | None = None
+) -> list[str]:
     """Upload a saved model (safetensors and configs only) or, with `everything`, a checkpoint,
-    whose optimizer and RNG state only our own trainer ever reads back."""
+    whose optimizer and RNG state only our own trainer ever reads back (`only`: that one file)."""
     store = build_store(spec.storage)
     keys = []
     try:
         for path in await asyncio.to_thread(_output_files, local, everything):
+            if only is not None and path.name != only:
+                continue
             key = prefix + path.relative_to(local).as_posix()
             await store.put_bytes(key, await asyncio.to_thread(path.read_bytes))
             keys.append(key)
@@ -148,7 +153,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     validation = None
     base_eval = None
     valid_convs = conversations(valid_rows, spec.method)
-    if valid_rows:
+    if valid_rows and distributed.is_main():  # evaluation is rank 0's, like every report
         # Said once, by the first attempt; a resumed attempt has nothing new to say.
         shared = overlap(conversations(rows, spec.method), valid_convs) if resume_path is None else 0
         if shared:
@@ -174,7 +179,11 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         if base_eval is not None:
             (folder / BASE_EVALUATION_FILE).write_text(json.dumps(base_eval.as_dict()))
         prefix = f"{spec.output_prefix}checkpoints/step-{step}/"
-        asyncio.run(_upload_dir(spec, folder, prefix, everything=True))
+        # Rank 0 uploads the checkpoint; another rank adds only its own RNG state, before rank 0
+        # reports it, so that a resumed run finds every rank's state.
+        only = None if distributed.is_main() else f"rng_state_{distributed.rank()}.pth"
+        asyncio.run(_upload_dir(spec, folder, prefix, everything=True, only=only))
+        distributed.barrier()
         reporter.checkpoint(step, prefix, metrics)
 
     peft_config = (
@@ -191,7 +200,6 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     common: dict[str, Any] = {
         "output_dir": str(work / "checkpoints"),
         "num_train_epochs": hp.n_epochs,
-        "per_device_train_batch_size": hp.batch_size,
         "learning_rate": hp.learning_rate,
         "logging_steps": spec.logging_steps,
         "save_strategy": "epoch",
@@ -202,6 +210,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         "use_cpu": not torch.cuda.is_available(),
         "bf16": False,
         "disable_tqdm": True,
+        **distributed.training_arguments(spec, hp.batch_size, torch.cuda.is_available()),
     }
     callback = ProgressCallback(reporter, stop, save_checkpoint, validation)
     if spec.method == "dpo":
@@ -235,7 +244,9 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         raise Stopped(f"stopped at step {trainer.state.global_step} after saving a checkpoint")
 
     final = work / "final"
-    trainer.save_model(str(final))
+    trainer.save_model(str(final))  # on every rank: FSDP gathers the shards; rank 0 writes
+    if not distributed.is_main():
+        return {"steps": result.global_step, "rank": distributed.rank()}
     tokenizer.save_pretrained(str(final))
     model_keys = asyncio.run(_upload_dir(spec, final, spec.output_prefix + "model/"))
     summary: dict[str, Any] = {
