@@ -252,6 +252,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     summary: dict[str, Any] = {
         "train_loss": result.training_loss,
         "steps": result.global_step,
+        "train_seconds": result.metrics.get("train_runtime"),
         # Counted from the data, not from TRL's running count, which restarts when a run resumes.
         "trained_tokens": _token_count(trainer.train_dataset) * hp.n_epochs,
         "model_keys": model_keys,
