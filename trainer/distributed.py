@@ -99,9 +99,10 @@ def training_arguments(spec: JobSpec, batch_size: int, on_cuda: bool) -> dict[st
         if spec.fsdp and spec.mode == "full":
             # Full fine-tuning of a model too big for one GPU: shard parameters, gradients and
             # optimizer state (written for GPUs; not run on this project's CPU-only machines).
-            args["fsdp"] = "full_shard auto_wrap"
+            args["fsdp"] = True
             args["fsdp_config"] = {
                 "version": 2,
+                "reshard_after_forward": True,  # FSDP2's full_shard
                 "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
                 "state_dict_type": "FULL_STATE_DICT",
                 "cpu_ram_efficient_loading": True,

@@ -137,3 +137,33 @@ def test_a_stop_reaches_both_ranks_at_the_same_step(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("batch", "processes", "per_device"), [(8, 1, 8), (8, 2, 4), (9, 2, 5), (1, 4, 1)])
 def test_the_batch_size_is_global(batch: int, processes: int, per_device: int) -> None:
     assert per_device_batch_size(batch, processes) == per_device
+
+
+def test_fsdp_for_full_fine_tuning_makes_a_valid_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Configuration only: FSDP needs GPUs to be worth running, and none is here."""
+    from trl import SFTConfig
+
+    from trainer.distributed import training_arguments
+
+    spec_path, _ = write_spec(tmp_path, 2)
+    spec = JobSpec.model_validate_json(spec_path.read_text()).model_copy(update={"fsdp": True})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = training_arguments(spec, 8, on_cuda=True)
+    lora = training_arguments(spec.model_copy(update={"mode": "lora"}), 8, on_cuda=True)
+    monkeypatch.delenv("WORLD_SIZE")
+    assert args["ddp_backend"] == "nccl" and args["per_device_train_batch_size"] == 4
+    assert "fsdp" not in lora and lora["ddp_find_unused_parameters"] is False  # LoRA: plain DDP
+    import torch.distributed as dist
+
+    from tests.support.moto_server import free_port
+
+    # The Trainer's FSDP set-up wants a process group: a one-process gloo group stands in.
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        config = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, **args)
+    finally:
+        dist.destroy_process_group()
+    assert config.fsdp and config.fsdp_config["version"] == 2
+    assert config.fsdp_config["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
