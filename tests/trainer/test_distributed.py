@@ -134,6 +134,43 @@ def test_a_stop_reaches_both_ranks_at_the_same_step(tmp_path: Path) -> None:
     assert {"model.safetensors", "optimizer.pt", "rng_state_0.pth", "rng_state_1.pth"} <= names
 
 
+def ranks_of(launcher: int) -> list[int]:
+    children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+@pytest.mark.slow
+def test_killing_rank_0_ends_the_whole_run(tmp_path: Path) -> None:
+    """The reporting rank dies (SIGKILL): the other rank and torchrun end too, with an error, so the
+    executor sees a failed run (the API then resumes the job; tests/api/test_multiprocess_jobs.py)."""
+    spec_path, _ = write_spec(tmp_path, 2, n_epochs=20)
+    proc = subprocess.Popen(
+        trainer_command(spec_path),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not any(e["type"] == "checkpoint" for e in read_events(spec_path)):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        ranks = ranks_of(proc.pid)
+        assert len(ranks) == 2
+        rank0 = next(
+            pid for pid in ranks if b"LOCAL_RANK=0" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        )
+        os.kill(rank0, signal.SIGKILL)
+        assert proc.wait(timeout=60) not in (0, 143)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    for pid in ranks:
+        assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    assert not any(e["type"] == "complete" for e in read_events(spec_path))
+
+
 @pytest.mark.parametrize(("batch", "processes", "per_device"), [(8, 1, 8), (8, 2, 4), (9, 2, 5), (1, 4, 1)])
 def test_the_batch_size_is_global(batch: int, processes: int, per_device: int) -> None:
     assert per_device_batch_size(batch, processes) == per_device
