@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.auth import PrincipalCache
-from api.catalogue import Catalogue
+from api.catalogue import keep_refreshed, load_catalogue
 from api.chat.router import router as chat_router
 from api.checkpoints.router import router as checkpoints_router
 from api.db.migrate import upgrade
@@ -49,8 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.store = store
-        app.state.catalogue = Catalogue.load(settings.models_file)
-        app.state.resolver = ModelResolver(app.state.catalogue, settings.data_dir.resolve() / "models")
+        app.state.catalogue = await load_catalogue(settings.models_file, store)
+        app.state.resolver = ModelResolver(app.state.catalogue, settings.data_dir.resolve() / "models", store)
         app.state.serving = await build_serving(settings, app.state.resolver, store)
         executor = build_executor(settings)
         app.state.executor = executor
@@ -59,6 +59,9 @@ def create_app(settings: Settings) -> FastAPI:
             asyncio.create_task(run_sweeper(app.state.sessions, store, settings.sweep_interval_seconds)),
             asyncio.create_task(dispatcher.run()),
             asyncio.create_task(WebhookSender(app.state.sessions, settings).run()),
+            asyncio.create_task(
+                keep_refreshed(app.state.catalogue, store, settings.catalogue_refresh_seconds)
+            ),
         ]
         try:
             yield

@@ -1,24 +1,36 @@
 """The base-model catalogue: which models can be fine-tuned here, from where, and with what defaults.
 
-Configured as a JSON or YAML file (`FTAPI_MODELS_FILE`); without one, only the offline `tiny-chat`
-is offered. Ids may contain '/', as Hugging Face ids do.
+Two parts, merged: the file `FTAPI_MODELS_FILE` (JSON or YAML; without one, only the offline
+`tiny-chat` is offered) and the models imported into ftapi's own storage (`ftapi models import`,
+storage/model_folders.py), each of which carries its entry in its manifest. The file wins when both
+name the same id. Stored entries are read at start and refreshed by `keep_refreshed`, so an import
+shows up in running servers without a restart. Ids may contain '/', as Hugging Face ids do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Literal
 
+import structlog
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from storage import BlobStore
+from storage.model_folders import stored_manifests
 from trainer.spec import LoraSettings
+
+log = structlog.get_logger()
 
 
 class BaseModelEntry(BaseModel):
     id: str
-    source: str = Field(description="builtin:tiny-chat, a local directory, or a Hugging Face repo id")
+    source: str = Field(
+        description="builtin:tiny-chat, storage:base-models/<folder>/ (imported into ftapi's storage), "
+        "a local directory, or a Hugging Face repo id"
+    )
     methods: list[Literal["supervised", "dpo"]] = ["supervised", "dpo"]
     mode: Literal["lora", "full"] = "lora"
     max_length: int = 2048
@@ -26,6 +38,9 @@ class BaseModelEntry(BaseModel):
     default_batch_size: int = Field(default=8, ge=1, le=256)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     created: int = Field(default=0, description="Unix time the base model was published (0: unknown).")
+    fsdp: bool = Field(
+        default=False, description="Full fine-tuning on several GPUs shards the model (FSDP) instead of DDP."
+    )
 
 
 TINY_CHAT = BaseModelEntry(
@@ -36,9 +51,11 @@ TINY_CHAT = BaseModelEntry(
 class Catalogue:
     def __init__(self, entries: list[BaseModelEntry]) -> None:
         self._entries = {e.id: e for e in entries}
+        self._stored: dict[str, BaseModelEntry] = {}
 
     @classmethod
     def load(cls, path: Path | None) -> Catalogue:
+        """The file part alone (no storage)."""
         if path is None:
             return cls([TINY_CHAT])
         text = path.read_text()
@@ -46,8 +63,40 @@ class Catalogue:
         items = raw.get("models", raw) if isinstance(raw, dict) else raw
         return cls([BaseModelEntry.model_validate(item) for item in items])
 
+    async def refresh(self, store: BlobStore) -> None:
+        """Read the entries of the models imported into storage again (the file part stays)."""
+        stored = {}
+        for manifest in await stored_manifests(store):
+            try:
+                entry = BaseModelEntry.model_validate(manifest["entry"])
+            except (ValidationError, KeyError, TypeError) as exc:
+                log.warning("catalogue.stored_entry_invalid", model=manifest.get("id"), error=str(exc)[:300])
+                continue
+            if entry.id in self._entries:
+                log.warning("catalogue.stored_entry_shadowed", model=entry.id)
+                continue
+            stored[entry.id] = entry
+        self._stored = stored
+
     def get(self, model_id: str) -> BaseModelEntry | None:
-        return self._entries.get(model_id)
+        return self._entries.get(model_id) or self._stored.get(model_id)
 
     def all(self) -> list[BaseModelEntry]:
-        return list(self._entries.values())
+        return list(self._entries.values()) + sorted(self._stored.values(), key=lambda e: e.id)
+
+
+async def load_catalogue(path: Path | None, store: BlobStore) -> Catalogue:
+    """The whole catalogue: the file's entries, then the models imported into storage."""
+    catalogue = Catalogue.load(path)
+    await catalogue.refresh(store)
+    return catalogue
+
+
+async def keep_refreshed(catalogue: Catalogue, store: BlobStore, interval_seconds: float) -> None:
+    """Pick up models imported (or removed) while this process runs; a failed read keeps the last."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            await catalogue.refresh(store)
+        except Exception as exc:  # storage down for a moment: keep serving what we know
+            log.warning("catalogue.refresh_failed", error=type(exc).__name__)

@@ -1,4 +1,4 @@
-"""The `ftapi` command: serve, worker, keys, db, validate, migrate-from-openai."""
+"""The `ftapi` command: serve, worker, keys, db, validate, models, estimate, projects, migrate-from-openai."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+models_app = typer.Typer(help="Base models kept in ftapi's own storage.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -140,6 +142,50 @@ def db_upgrade(data_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     from api.db.migrate import upgrade
 
     upgrade(_settings(data_dir=data_dir).resolved_database_url)
+
+
+@models_app.command("import")
+def models_import(
+    folder: Annotated[Path, typer.Argument(help="A local Hugging Face model folder (safetensors weights).")],
+    name: Annotated[str, typer.Option(help="The model id jobs and chat will use (owner/name allowed).")],
+    mode: Annotated[str | None, typer.Option(help="lora (default) or full fine-tuning.")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Token limit per example (default: up to 2048).")
+    ] = None,
+    base_learning_rate: Annotated[
+        float | None, typer.Option(help="Times learning_rate_multiplier (default 1e-4 LoRA, 1e-5 full).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="The default batch size (8).")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank (16); alpha follows it.")] = None,
+) -> None:
+    """Upload a model folder into storage (safetensors, configs, tokenizer) and offer it in the catalogue."""
+    from pydantic import ValidationError
+
+    from api.model_import import ImportRefused, import_model
+    from storage import StorageError
+
+    options = {
+        "mode": mode,
+        "max_length": max_length,
+        "base_learning_rate": base_learning_rate,
+        "default_batch_size": batch_size,
+        "lora_r": lora_r,
+    }
+    try:
+        entry = asyncio.run(import_model(_settings(), folder, name, options))
+    except (ImportRefused, StorageError) as exc:
+        typer.echo(f"ftapi models import: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"ftapi models import: {problems}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(json.dumps(entry.model_dump(), indent=2))
+    typer.echo(
+        f"Imported {entry.id} ({entry.source}); running servers offer it within "
+        "FTAPI_CATALOGUE_REFRESH_SECONDS (30 s).",
+        err=True,
+    )
 
 
 @app.command()

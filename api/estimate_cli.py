@@ -33,26 +33,38 @@ def estimate_command(
 ) -> None:
     """Estimate a job before training: tokens, steps, resolved `auto` values and a duration from the
     throughput this deployment measured for the model ("unknown" without history). Starts nothing."""
-    from api.catalogue import Catalogue
+    from api.catalogue import BaseModelEntry, Catalogue, load_catalogue
     from api.db.migrate import upgrade
     from api.db.session import create_engine, session_factory
     from api.fine_tuning.estimate import estimate_from_report, measured_throughput
     from api.models.resolver import ModelResolver
+    from storage.factory import build_store
     from trainer.data.parallel import validate_file_parallel
     from trainer.data.validate import load_tokenizer
 
     if method not in ("supervised", "dpo"):
         raise typer.BadParameter("method must be 'supervised' or 'dpo'", param_hint="--method")
     settings = _settings(data_dir)
-    catalogue = Catalogue.load(settings.models_file)
-    entry = catalogue.get(model)
+
+    async def base_entry() -> BaseModelEntry | None:  # models imported into storage count too
+        store = build_store(settings.store_config)
+        try:
+            return (await load_catalogue(settings.models_file, store)).get(model)
+        finally:
+            await store.close()
+
+    entry = asyncio.run(base_entry())
     if entry is None:
         raise typer.BadParameter(f"{model} is not a base model of the catalogue", param_hint="--model")
     upgrade(settings.resolved_database_url)
 
     async def run() -> Any:
-        resolver = ModelResolver(catalogue, (settings.data_dir / "models").resolve())
-        tokenizer_path = Path(await resolver.base_path(entry)) / "tokenizer.json"
+        store = build_store(settings.store_config)
+        try:
+            resolver = ModelResolver(Catalogue([entry]), (settings.data_dir / "models").resolve(), store)
+            tokenizer_path = Path(await resolver.base_path(entry)) / "tokenizer.json"
+        finally:
+            await store.close()
         report = validate_file_parallel(
             file,
             expected_format="preference" if method == "dpo" else "chat",

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = 60.0
 
     models_file: Path | None = Field(default=None, description="Base-model catalogue (JSON/YAML).")
+    catalogue_refresh_seconds: float = Field(
+        default=30.0, gt=0, description="How often models imported into storage are looked up again."
+    )
     dispatch_interval_seconds: float = 1.0
     max_concurrent_jobs: int = Field(
         default=1, ge=0, description="Trainers this process runs at once; 0 for an API-only replica."
@@ -63,6 +66,12 @@ class Settings(BaseSettings):
     )
     docker: DockerConfig | None = Field(default=None, description="FTAPI_DOCKER__NETWORK, ...")
     kubernetes: KubernetesConfig | None = Field(default=None, description="FTAPI_KUBERNETES__NAMESPACE, ...")
+    trainer_processes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Trainer processes per job (DDP via torchrun): default one per GPU of FTAPI_DOCKER__GPUS "
+        "or FTAPI_KUBERNETES__GPUS, else 1. Set it for the local executor (2 on a CPU runs gloo).",
+    )
     cancel_grace_seconds: float = Field(
         default=30.0, description="Time a stopped trainer (cancel, pause) gets to save a checkpoint and exit."
     )

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import shutil
 import uuid
 from pathlib import Path, PurePosixPath
 
 from serving.errors import UnsafeWeights
 from storage import BlobStore
+from storage.model_folders import SAFE_SUFFIXES, unsafe_reason
 
-COPIED_SUFFIXES = (".safetensors", ".json", ".jinja", ".txt", ".model")
+COPIED_SUFFIXES = SAFE_SUFFIXES
 COMPLETE_MARKER = ".ftapi-complete"
 
 
@@ -69,13 +69,6 @@ class WeightsCache:
 
 def check_weights_dir(path: Path) -> None:
     """Raise UnsafeWeights unless `path` holds safetensors weights and configs without remote code."""
-    if not any(path.glob("*.safetensors")):
-        raise UnsafeWeights("The stored model has no safetensors weights; other formats are never loaded.")
-    for unsafe in ("*.bin", "*.pt", "*.pth", "*.pkl", "*.py"):
-        found = next(path.rglob(unsafe), None)
-        if found is not None:
-            raise UnsafeWeights(f"Refusing to load {found.name}: only safetensors weights are loaded.")
-    for name in ("config.json", "adapter_config.json", "tokenizer_config.json"):
-        config = path / name
-        if config.exists() and "auto_map" in json.loads(config.read_text()):
-            raise UnsafeWeights(f"Refusing to load a model whose {name} asks for remote code (auto_map).")
+    reason = unsafe_reason(path)
+    if reason is not None:
+        raise UnsafeWeights(reason)

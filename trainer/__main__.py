@@ -5,12 +5,14 @@ the Kubernetes executor hands it to the pod)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
-from trainer.reporter import HttpReporter, JsonlReporter, Reporter
+from trainer import distributed
+from trainer.reporter import HttpReporter, JsonlReporter, Reporter, SilentReporter
 from trainer.spec import JobSpec
 from trainer.stop import STOPPED_EXIT_CODE, Stopped, StopRequest
 from trainer.tracking import Tracking
@@ -42,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         spec = JobSpec.model_validate_json(text)
     else:
         spec = JobSpec.model_validate_json(args.spec.read_text())
+    # Several processes for this job: become torchrun (does not return), or be one of its ranks.
+    distributed.relaunch_under_torchrun(spec, list(sys.argv[1:] if argv is None else argv))
     reporter: Reporter
-    if spec.report_url and not args.events:
+    if not distributed.is_main():
+        reporter = SilentReporter()
+    elif spec.report_url and not args.events:
         reporter = HttpReporter(spec.report_url, spec.job_id)
     elif args.events or args.spec:
         reporter = JsonlReporter(args.events or args.spec.with_suffix(".events.jsonl"))
@@ -54,14 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.run import run
 
     try:
-        # The job's experiment trackers (W&B, MLflow), closed with the run's outcome.
-        with Tracking(spec, reporter) as tracked:
+        # The job's experiment trackers (W&B, MLflow), closed with the run's outcome; like every
+        # report they are rank 0's, or a run of N processes would log N runs.
+        trackers = Tracking(spec, reporter) if distributed.is_main() else contextlib.nullcontext(reporter)
+        with trackers as tracked:
             summary = run(spec, tracked, stop)
     except Stopped as exc:
         print(f"trainer: {exc}", file=sys.stderr)
         return STOPPED_EXIT_CODE
-    json.dump(summary, sys.stdout)
-    sys.stdout.write("\n")
+    if distributed.is_main():
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
     return 0
 
 

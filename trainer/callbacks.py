@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from trainer.distributed import agree
 from trainer.evaluate import Encoded, token_metrics
 from trainer.reporter import Reporter
 from trainer.stop import StopRequest
@@ -123,7 +124,10 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
             self._full = (state.global_step, full)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if self.stop.requested:
+        # Every rank stops at the same step (a SIGTERM reaches them at different moments), else
+        # one would save while another waits in the next step's all-reduce.
+        if agree(self.stop.requested):
+            self.stop.requested = True  # this rank too raises Stopped after train()
             control.should_save = True
             control.should_training_stop = True
 

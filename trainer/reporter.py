@@ -27,6 +27,20 @@ class Reporter(Protocol):
         ...
 
 
+class SilentReporter:
+    """What every rank but rank 0 reports through when several processes train one job: nothing.
+    Rank 0 speaks for the job (its metrics are already averaged over the ranks by the Trainer)."""
+
+    def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
+        pass
+
+    def checkpoint(self, step: int, storage_prefix: str, metrics: dict[str, Any]) -> None:
+        pass
+
+    def complete(self, summary: dict[str, Any]) -> None:
+        pass
+
+
 class ReportRejected(Exception):
     """The API refused a report (the job was cancelled, say): retrying cannot help, the run stops."""
 

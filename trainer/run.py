@@ -13,11 +13,12 @@ from typing import Any
 
 from storage import BlobStore
 from storage.factory import build_store
+from trainer import distributed
+from trainer.base_model import resolve_base_model
 from trainer.data.formats import read_examples
 from trainer.reporter import Reporter
 from trainer.spec import JobSpec
 from trainer.stop import Stopped, StopRequest
-from trainer.tiny import resolve_base_model
 from trainer.tracking import Tracking
 
 BASE_EVALUATION_FILE = "ftapi_base_evaluation.json"  # kept in each checkpoint for resumed attempts
@@ -41,13 +42,17 @@ async def _download(spec: JobSpec, key: str, dest: Path) -> None:
         await store.close()
 
 
-async def _upload_dir(spec: JobSpec, local: Path, prefix: str, everything: bool = False) -> list[str]:
+async def _upload_dir(
+    spec: JobSpec, local: Path, prefix: str, everything: bool = False, only: str | None = None
+) -> list[str]:
     """Upload a saved model (safetensors and configs only) or, with `everything`, a checkpoint,
-    whose optimizer and RNG state only our own trainer ever reads back."""
+    whose optimizer and RNG state only our own trainer ever reads back (`only`: that one file)."""
     store = build_store(spec.storage)
     keys = []
     try:
         for path in await asyncio.to_thread(_output_files, local, everything):
+            if only is not None and path.name != only:
+                continue
             key = prefix + path.relative_to(local).as_posix()
             await store.put_bytes(key, await asyncio.to_thread(path.read_bytes))
             keys.append(key)
@@ -127,7 +132,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     if spec.validation_file_key:
         asyncio.run(_download(spec, spec.validation_file_key, work / "valid.jsonl"))
         valid_rows = read_examples(work / "valid.jsonl")
-    model_dir = resolve_base_model(spec.base_model.source, Path(spec.cache_dir).expanduser())
+    model_dir = resolve_base_model(spec.base_model.source, Path(spec.cache_dir).expanduser(), spec.storage)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     if spec.init_weights_prefix is not None:  # a job on a tuned model continues from its weights
@@ -150,7 +155,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     validation = None
     base_eval = None
     valid_convs = conversations(valid_rows, spec.method)
-    if valid_rows:
+    if valid_rows and distributed.is_main():  # evaluation is rank 0's, like every report
         # Said once, by the first attempt; a resumed attempt has nothing new to say.
         shared = overlap(conversations(rows, spec.method), valid_convs) if resume_path is None else 0
         if shared:
@@ -176,7 +181,11 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         if base_eval is not None:
             (folder / BASE_EVALUATION_FILE).write_text(json.dumps(base_eval.as_dict()))
         prefix = f"{spec.output_prefix}checkpoints/step-{step}/"
-        asyncio.run(_upload_dir(spec, folder, prefix, everything=True))
+        # Rank 0 uploads the checkpoint; another rank adds only its own RNG state, before rank 0
+        # reports it, so that a resumed run finds every rank's state.
+        only = None if distributed.is_main() else f"rng_state_{distributed.rank()}.pth"
+        asyncio.run(_upload_dir(spec, folder, prefix, everything=True, only=only))
+        distributed.barrier()
         reporter.checkpoint(step, prefix, metrics)
 
     peft_config = (
@@ -193,7 +202,6 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
     common: dict[str, Any] = {
         "output_dir": str(work / "checkpoints"),
         "num_train_epochs": hp.n_epochs,
-        "per_device_train_batch_size": hp.batch_size,
         "learning_rate": hp.learning_rate,
         "logging_steps": spec.logging_steps,
         "save_strategy": "epoch",
@@ -206,6 +214,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         "use_cpu": not torch.cuda.is_available(),
         "bf16": False,
         "disable_tqdm": True,
+        **distributed.training_arguments(spec, hp.batch_size, torch.cuda.is_available()),
     }
     callback = ProgressCallback(reporter, stop, save_checkpoint, validation)
     callbacks: list[Any] = [callback]
@@ -244,12 +253,15 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         raise Stopped(f"stopped at step {trainer.state.global_step} after saving a checkpoint")
 
     final = work / "final"
-    trainer.save_model(str(final))
+    trainer.save_model(str(final))  # on every rank: FSDP gathers the shards; rank 0 writes
+    if not distributed.is_main():
+        return {"steps": result.global_step, "rank": distributed.rank()}
     tokenizer.save_pretrained(str(final))
     model_keys = asyncio.run(_upload_dir(spec, final, spec.output_prefix + "model/"))
     summary: dict[str, Any] = {
         "train_loss": result.training_loss,
         "steps": result.global_step,
+        "train_seconds": result.metrics.get("train_runtime"),
         # Counted from the data, not from TRL's running count, which restarts when a run resumes.
         "trained_tokens": _token_count(trainer.train_dataset) * hp.n_epochs,
         "model_keys": model_keys,

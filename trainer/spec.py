@@ -88,3 +88,7 @@ class JobSpec(BaseModel):
     init_weights_prefix: str | None = None
     eval_max_examples: int = Field(default=200, ge=1)  # exact match generates: cap its cost
     integrations: list[Integration] = Field(default_factory=list)  # experiment trackers to report to
+    # Trainer processes (one per GPU the executor gives the job; 0: one per visible GPU). Above 1,
+    # the trainer relaunches itself under torchrun (trainer/distributed.py); batch_size stays global.
+    processes: int = Field(default=1, ge=0, le=64)
+    fsdp: bool = False  # full fine-tuning with several processes: shard the model (FSDP) instead of DDP

@@ -24,3 +24,15 @@ def build_executor(settings: Settings) -> Executor:
     from api.dispatch.local import LocalExecutor
 
     return LocalExecutor(settings.data_dir.resolve() / "runs")
+
+
+def trainer_processes(settings: Settings) -> int:
+    """Processes per trainer run: FTAPI_TRAINER_PROCESSES when set, else one per GPU the executor
+    gives each run (0: one per GPU the trainer sees, for Docker's "all GPUs"), else one."""
+    if settings.trainer_processes is not None:
+        return settings.trainer_processes
+    if settings.executor == "docker" and settings.docker is not None and settings.docker.gpus:
+        return 0 if settings.docker.gpus < 0 else settings.docker.gpus
+    if settings.executor == "kubernetes" and settings.kubernetes is not None and settings.kubernetes.gpus:
+        return settings.kubernetes.gpus
+    return 1

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.catalogue import Catalogue
 from api.db.tables import FileRow, FineTuningJobRow
 from api.dispatch.executor import Executor, ExecutorUnavailable, RunNotStarted, RunStatus
+from api.dispatch.factory import trainer_processes
 from api.fine_tuning.repository import add_event, fail_job, newest_checkpoint, take_over, transition
 from api.fine_tuning.results import job_prefix
 from api.ids import hash_api_key
@@ -65,6 +66,8 @@ async def build_spec(
         if checkpoint
         else None,
         integrations=trainer_integrations(job.integrations, settings.wandb, settings.mlflow),
+        processes=trainer_processes(settings),
+        fsdp=entry.fsdp,
     )
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +21,10 @@ from api.db.tables import CheckpointPermissionRow, FineTuningJobCheckpointRow, F
 from api.errors import NotFound, ServerError
 from api.fine_tuning.results import job_prefix
 from serving.models import ServedModel
+from storage import BlobStore, StorageError
+from storage.model_folders import fetch_folder, stored_prefix
+
+log = structlog.get_logger()
 
 
 def model_not_found(name: str) -> NotFound:
@@ -44,23 +50,41 @@ class TunedModel:
 
 
 class ModelResolver:
-    def __init__(self, catalogue: Catalogue, models_cache: Path) -> None:
+    def __init__(self, catalogue: Catalogue, models_cache: Path, store: BlobStore | None = None) -> None:
         self.catalogue = catalogue
         self._models_cache = models_cache
+        self._store = store
         self._base_paths: dict[str, str] = {}
         self._build_lock = asyncio.Lock()
 
     async def base_path(self, entry: BaseModelEntry) -> str:
         """Where the engines load a base model from. Local directories and hub ids pass through; a
         builtin model is built on first use, by the trainer's code in a child process, so the API
-        process never imports the ML stack for it."""
-        if not entry.source.startswith("builtin:"):
+        process never imports the ML stack for it; a model in our storage is fetched once into the
+        same cache the local trainers use (whoever comes first fetches it)."""
+        if not entry.source.startswith(("builtin:", "storage:")):
             return entry.source
         if entry.id not in self._base_paths:
             async with self._build_lock:
                 if entry.id not in self._base_paths:
-                    self._base_paths[entry.id] = await self._build(entry.source)
+                    if entry.source.startswith("builtin:"):
+                        path = await self._build(entry.source)
+                    else:
+                        path = await self._fetch(entry)
+                    self._base_paths[entry.id] = path
         return self._base_paths[entry.id]
+
+    async def _fetch(self, entry: BaseModelEntry) -> str:
+        prefix = stored_prefix(entry.source)
+        assert prefix is not None and self._store is not None
+        started = time.monotonic()
+        try:
+            path, fetched = await fetch_folder(self._store, prefix, self._models_cache)
+        except StorageError as exc:
+            raise ServerError(f"Could not fetch the base model {entry.id} from storage: {exc}") from exc
+        if fetched:
+            log.info("base_model.fetched", model=entry.id, seconds=round(time.monotonic() - started, 2))
+        return str(path)
 
     async def _build(self, source: str) -> str:
         process = await asyncio.create_subprocess_exec(

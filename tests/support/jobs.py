@@ -57,15 +57,17 @@ def is_checkpoint(message: str) -> bool:
     return message.startswith(CHECKPOINT_EVENT)
 
 
-def tune_sentiment(client: openai.OpenAI, suffix: str, timeout: float = 600) -> FineTuningJob:
-    """A succeeded LoRA job of tiny-chat on the sentiment task (40 epochs: it answers held-out
-    prompts right), created and awaited through the SDK."""
+def tune_sentiment(
+    client: openai.OpenAI, suffix: str, timeout: float = 600, model: str = "tiny-chat", n_epochs: int = 40
+) -> FineTuningJob:
+    """A succeeded LoRA job of tiny-chat (or another catalogue model) on the sentiment task (40
+    epochs: it answers held-out prompts right), created and awaited through the SDK."""
     train, _ = sentiment_sets()
     fid = client.files.create(file=("train.jsonl", to_jsonl(train)), purpose="fine-tune").id
     job = client.fine_tuning.jobs.create(
-        model="tiny-chat",
+        model=model,
         training_file=fid,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 40}}},
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": n_epochs}}},
         suffix=suffix,
     )
     done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=timeout)
