@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from trainer.spec import LoraSettings
+from api.model_templates import TemplateCheck, check_source
+from trainer.spec import LoraSettings, TrainingOptions
 
 
 class BaseModelEntry(BaseModel):
@@ -26,6 +27,13 @@ class BaseModelEntry(BaseModel):
     default_batch_size: int = Field(default=8, ge=1, le=256)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     created: int = Field(default=0, description="Unix time the base model was published (0: unknown).")
+    training: TrainingOptions = Field(default_factory=TrainingOptions)
+
+    @model_validator(mode="after")
+    def _quantization_is_lora_only(self) -> BaseModelEntry:
+        if self.training.quantization is not None and self.mode != "lora":
+            raise ValueError(f"{self.id}: training.quantization (QLoRA) needs mode: lora")
+        return self
 
 
 TINY_CHAT = BaseModelEntry(
@@ -36,6 +44,7 @@ TINY_CHAT = BaseModelEntry(
 class Catalogue:
     def __init__(self, entries: list[BaseModelEntry]) -> None:
         self._entries = {e.id: e for e in entries}
+        self._templates = {e.id: check_source(e.id, e.source) for e in entries}
 
     @classmethod
     def load(cls, path: Path | None) -> Catalogue:
@@ -48,6 +57,10 @@ class Catalogue:
 
     def get(self, model_id: str) -> BaseModelEntry | None:
         return self._entries.get(model_id)
+
+    def template(self, model_id: str) -> TemplateCheck:
+        """Whether the model's chat template can be trained (checked once, at load)."""
+        return self._templates.get(model_id, TemplateCheck())
 
     def all(self) -> list[BaseModelEntry]:
         return list(self._entries.values())
