@@ -3,8 +3,9 @@
 ftapi trains assistant turns only, with its own mask (trainer/data/masking.py), which needs a
 prefix-consistent template that ends assistant turns with an end-of-turn token. A model whose
 template fails that is still listed and served, but job creation refuses it (400, param `model`)
-with the reason, instead of a trainer failing after dispatch. A template that refuses system
-messages (Gemma's) is trainable on data without them: the file validation says so per job.
+with the reason, instead of a trainer failing after dispatch. A template that fails only with a
+system message (Gemma's refuses one) is trainable on data without one: file validation fails the
+jobs whose files have system messages, before any trainer starts.
 
 Checked: local model folders. Not checked here (the trainer checks them when it starts): hub ids,
 which are not on this machine until a trainer downloads them, and the built-in tiny-chat (ours).
@@ -26,7 +27,7 @@ log = structlog.get_logger()
 @dataclass(frozen=True)
 class TemplateCheck:
     problem: str | None = None  # why jobs on this model are refused; None: trainable (or not checked)
-    supports_system: bool = True
+    system_problem: str | None = None  # why examples with a system message cannot be trained
 
 
 def check_source(model_id: str, source: str) -> TemplateCheck:
@@ -45,7 +46,7 @@ def check_source(model_id: str, source: str) -> TemplateCheck:
         return _refused(model_id, str(exc))
     except Exception as exc:  # a template jinja cannot even compile
         return _refused(model_id, f"its chat template does not load ({exc})")
-    return TemplateCheck(supports_system=report.supports_system)
+    return TemplateCheck(system_problem=report.system_problem)
 
 
 def _refused(model_id: str, reason: str) -> TemplateCheck:

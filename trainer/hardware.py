@@ -5,8 +5,9 @@ GPU; `detect()` reads the facts (imports torch: the trainer only).
 - Precision: bf16 where the GPU supports it, else fp16 with a gradient scaler, fp32 on a CPU.
   Weights load in that dtype, except a full fine-tune in fp16 (fp16 master weights cannot be
   unscaled: the weights stay fp32 and fp16 is autocast).
-- Attention: FlashAttention 2 on CUDA where `flash_attn` is installed, else sdpa. Padding-free
-  batches only with FlashAttention (varlen kernels; on a CPU they ran slower than padded batches).
+- Attention: FlashAttention 2 on CUDA where `flash_attn` is installed, else transformers' default
+  (sdpa where the architecture supports it; Gemma 2 does not, its soft-capping needs eager).
+  Padding-free batches only with FlashAttention (varlen kernels; on a CPU they ran slower).
 - Gradient checkpointing: on for models of a billion parameters and more, unless the catalogue says.
 - QLoRA (4-bit NF4 with bitsandbytes): only for LoRA, only on CUDA; refused elsewhere.
 """
@@ -41,7 +42,7 @@ class Plan:
     bf16: bool  # TrainingArguments' mixed-precision flags
     fp16: bool
     use_cpu: bool
-    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"]
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None  # None: transformers' choice
     padding_free: bool
     load_in_4bit: bool
 
@@ -61,8 +62,8 @@ def plan(options: TrainingOptions, hw: Hardware, mode: Literal["lora", "full"]) 
         precision = "bfloat16" if hw.bf16 else "float16"
     dtype = "float32" if precision == "float16" and mode == "full" else precision
     attn = options.attn_implementation
-    if attn is None:
-        attn = "flash_attention_2" if hw.cuda and hw.flash_attn else "sdpa"
+    if attn is None and hw.cuda and hw.flash_attn:
+        attn = "flash_attention_2"
     elif attn == "flash_attention_2" and not (hw.cuda and hw.flash_attn):
         raise UnsupportedHardware(
             "attn_implementation flash_attention_2 needs a CUDA GPU and the flash_attn package"

@@ -11,10 +11,9 @@ def load_kwargs(plan: Plan) -> dict[str, Any]:
     """Weights in the plan's dtype, with its attention implementation (and 4-bit NF4 for QLoRA)."""
     import torch
 
-    kwargs: dict[str, Any] = {
-        "dtype": getattr(torch, plan.dtype),
-        "attn_implementation": plan.attn_implementation,
-    }
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, plan.dtype)}
+    if plan.attn_implementation is not None:
+        kwargs["attn_implementation"] = plan.attn_implementation
     if plan.load_in_4bit:
         from transformers import BitsAndBytesConfig
 

@@ -27,7 +27,8 @@ class TrainingOptions(BaseModel):
         default=None, description="None: on for models of 1B parameters and more"
     )
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = Field(
-        default=None, description="None: flash_attention_2 on CUDA where flash_attn is installed, else sdpa"
+        default=None,
+        description="None: flash_attention_2 on CUDA with flash_attn installed, else transformers' default",
     )
     padding_free: bool | None = Field(default=None, description="None: on CUDA with FlashAttention 2")
     quantization: Literal["4bit"] | None = Field(default=None, description="4bit: QLoRA (CUDA, bitsandbytes)")

@@ -16,12 +16,13 @@ import tempfile
 from pathlib import Path
 
 TINY_CHAT = "tiny-chat"
-BUILD_VERSION = "2"  # bump when the recipe changes: a cached build with another version is rebuilt
+BUILD_VERSION = "1"  # bump when the recipe changes: a cached build with another version is rebuilt
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
 # ChatML, as Qwen and many others use it. It has no {% generation %} markers and ignores `weight`:
-# ftapi computes the assistant mask itself for every template (trainer/data/masking.py).
+# ftapi computes the assistant mask itself for every template (trainer/data/masking.py). Builds
+# cached before this template lost its markers render the same text, so the version stays.
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') + '<|im_end|>\\n' }}"

@@ -66,12 +66,12 @@ async def validate_job(
             error = _failure(report, param)
             break
         with_system = report.stats.n_examples - report.stats.n_without_system
-        if with_system and not catalogue.template(entry.id).supports_system:
+        if with_system and (reason := catalogue.template(entry.id).system_problem) is not None:
             error = {
                 "code": "invalid_training_file" if param == "training_file" else "invalid_validation_file",
                 "message": f"{with_system} examples of the {param.replace('_', ' ')} have a system message, "
-                f"which the chat template of model {entry.id} cannot render. Remove the system messages "
-                "(or fold them into the first user message).",
+                f"which model {entry.id} cannot be trained with ({reason}). Remove the system messages "
+                "or fold them into the first user message.",
                 "param": param,
             }
             break

@@ -24,6 +24,8 @@ from tests.support.server import RunningServer, run_server
 pytestmark = pytest.mark.slow
 
 ANSWER = "ok"
+# Gemma 2's soft-capped logits move slower: 20 steps at 5e-3 learned "ok" but not to stop after it.
+LR_MULTIPLIER = {"gemma2": 4.0}
 WORDS = "the a is it good bad product order delivery price quality fast slow".split()
 
 
@@ -73,6 +75,9 @@ def families_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
     (qwen3 / "tokenizer_config.json").write_text(json.dumps(config))
     (qwen3 / "chat_template.jinja").write_text(trl_template("qwen3"))
     entries.append({**entries[0], "id": "fam-qwen3-template", "source": str(qwen3)})
+    entries.append(
+        {**entries[0], "id": "fam-qwen2-qlora", "mode": "lora", "training": {"quantization": "4bit"}}
+    )
     models = root / "models.json"
     models.write_text(json.dumps(entries))
     env = {
@@ -101,7 +106,16 @@ def test_family_trains_and_its_tuned_model_stops_at_end_of_turn(name: str, clien
     job = client.fine_tuning.jobs.create(
         model=f"fam-{name}",
         training_file=fid,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 25}}},
+        method={
+            "type": "supervised",
+            "supervised": {
+                "hyperparameters": {
+                    "n_epochs": 20,
+                    "batch_size": 12,
+                    "learning_rate_multiplier": LR_MULTIPLIER.get(name, 1.0),
+                }
+            },
+        },
         seed=0,
     )
     done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=600)
@@ -139,3 +153,12 @@ def test_system_messages_for_a_template_that_refuses_them_fail_validation(client
     assert done.error is not None and done.error.code == "invalid_training_file"
     assert done.error.param == "training_file"
     assert "12 examples of the training file have a system message" in done.error.message
+
+
+def test_qlora_is_refused_at_creation_without_a_gpu(client: openai.OpenAI) -> None:
+    """This machine has no GPU: a catalogue model configured for QLoRA cannot train here."""
+    fid = client.files.create(file=("train.jsonl", jsonl(family_rows(12, True))), purpose="fine-tune").id
+    with pytest.raises(openai.BadRequestError) as err:
+        client.fine_tuning.jobs.create(model="fam-qwen2-qlora", training_file=fid)
+    assert err.value.param == "model"
+    assert "QLoRA" in err.value.message and "needs a CUDA GPU" in err.value.message

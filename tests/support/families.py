@@ -9,6 +9,7 @@ Mistral architecture is paired with ChatML, as many Mistral fine-tunes (OpenHerm
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from collections.abc import Callable
@@ -21,9 +22,10 @@ from trainer.tiny import CHAT_TEMPLATE as CHATML
 
 
 def trl_template(name: str) -> str:
-    import trl
-
-    return (Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja").read_text()
+    """A template as the installed TRL ships it (found without importing TRL, which loads torch)."""
+    spec = importlib.util.find_spec("trl")
+    assert spec is not None and spec.origin is not None, "TRL is not installed"
+    return (Path(spec.origin).parent / "chat_templates" / f"{name}.jinja").read_text()
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,16 @@ FAMILIES = {
     ]
 }
 
+# Small enough to train in seconds on a CPU; grouped-query attention as the real families use.
+SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+}
+
 _WORDS = (
     "the a is it good bad great product order delivery price quality love hate happy sad fast slow "
     "label positive negative neutral answer question please thanks yes no ok four six two"
@@ -169,12 +181,7 @@ def build_family(name: str, out: Path) -> Path:
     torch.manual_seed(0)
     config = getattr(transformers, family.config_class)(
         vocab_size=len(fast),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+        **SHAPE,
         bos_token_id=ids.get(family.bos) if family.bos else None,
         eos_token_id=ids[family.eos],
         pad_token_id=ids.get(family.pad) if family.pad else None,

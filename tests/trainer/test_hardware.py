@@ -13,14 +13,15 @@ A100 = Hardware(cuda=True, bf16=True, gpus=1, bitsandbytes=True)
 A100_FLASH = Hardware(cuda=True, bf16=True, flash_attn=True, bitsandbytes=True, gpus=8)
 AUTO = TrainingOptions()
 
-# (hardware, mode) → (weights dtype, bf16, fp16, attention, padding-free)
+# (hardware, mode) → (weights dtype, bf16, fp16, attention, padding-free); attention None is
+# transformers' default for the architecture (sdpa, or eager where sdpa is not supported).
 CASES = [
-    (CPU, "lora", ("float32", False, False, "sdpa", False)),
-    (CPU, "full", ("float32", False, False, "sdpa", False)),
-    (T4, "lora", ("float16", False, True, "sdpa", False)),
-    (T4, "full", ("float32", False, True, "sdpa", False)),  # fp16 autocast over fp32 master weights
-    (A100, "lora", ("bfloat16", True, False, "sdpa", False)),
-    (A100, "full", ("bfloat16", True, False, "sdpa", False)),
+    (CPU, "lora", ("float32", False, False, None, False)),
+    (CPU, "full", ("float32", False, False, None, False)),
+    (T4, "lora", ("float16", False, True, None, False)),
+    (T4, "full", ("float32", False, True, None, False)),  # fp16 autocast over fp32 master weights
+    (A100, "lora", ("bfloat16", True, False, None, False)),
+    (A100, "full", ("bfloat16", True, False, None, False)),
     (A100_FLASH, "lora", ("bfloat16", True, False, "flash_attention_2", True)),
 ]
 

@@ -119,7 +119,11 @@ def tokenize(rendered: Rendered, encode: Encode) -> tuple[list[int], list[int]]:
 
 @dataclass(frozen=True)
 class TemplateReport:
-    supports_system: bool
+    system_problem: str | None = None  # why data with a system message cannot be trained, if it cannot
+
+    @property
+    def supports_system(self) -> bool:
+        return self.system_problem is None
 
 
 _PROBE_CHAT: list[Message] = [
@@ -133,13 +137,12 @@ _PROBE_SYSTEM: Message = {"role": "system", "content": "You answer briefly."}
 
 def check_template(render: Render, stop_tokens: Sequence[str] = ()) -> TemplateReport:
     """Whether a template can be trained, on multi-turn probe conversations (raises
-    UntrainableTemplate with the reason if not). A template that refuses a system message is
-    trainable, on data without one: the report says so."""
+    UntrainableTemplate with the reason if not). A template that fails only with a system message
+    (Gemma's refuses one; Mistral's moves it into the last user turn) is trainable on data without
+    one: the report says why not with."""
     assistant_spans(_PROBE_CHAT, render, stop_tokens)
     try:
         assistant_spans([_PROBE_SYSTEM, *_PROBE_CHAT], render, stop_tokens)
     except UntrainableTemplate as exc:
-        if "cannot render" not in str(exc):
-            raise
-        return TemplateReport(supports_system=False)
-    return TemplateReport(supports_system=True)
+        return TemplateReport(system_problem=str(exc))
+    return TemplateReport()
