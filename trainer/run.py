@@ -99,8 +99,10 @@ def training_rows(
 
 
 def _token_count(dataset: Any) -> int:
-    """Tokens in one pass over the processed dataset (every *input_ids column: DPO has three)."""
-    return sum(sum(len(ids) for ids in dataset[c]) for c in dataset.column_names if c.endswith("input_ids"))
+    """Tokens in one pass over the processed dataset (SFT: input_ids; DPO: prompt, chosen and
+    rejected ids, which TRL 1.16 names *_ids)."""
+    columns = {"input_ids", "prompt_ids", "chosen_ids", "rejected_ids"} & set(dataset.column_names)
+    return sum(sum(len(ids) for ids in dataset[c]) for c in columns)
 
 
 def _from_tuned(base: Any, weights: Path, mode: str, load: dict[str, Any]) -> Any:

@@ -3,7 +3,7 @@ family's real chat template (tests/support/families.py) is fine-tuned through th
 real `ftapi serve`, and the tuned model, served by the transformers engine, ends its answer at the
 family's end-of-turn token (finish_reason "stop"), not at max_tokens.
 
-One server for the module; each job trains a few steps only (one batch per epoch).
+One server for the module; each job trains 20 steps only.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def families_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         "FTAPI_MAX_CONCURRENT_JOBS": "1",
         "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
     }
-    with run_server(tmp_path_factory.mktemp("families-server"), env) as srv:
+    # A loaded machine starts a server slowly; the default 60 s was seen to run out here.
+    with run_server(tmp_path_factory.mktemp("families-server"), env, ready_timeout=240) as srv:
         yield srv
 
 
@@ -101,7 +102,7 @@ def client(families_server: RunningServer) -> openai.OpenAI:
 def test_family_trains_and_its_tuned_model_stops_at_end_of_turn(name: str, client: openai.OpenAI) -> None:
     family = FAMILIES[name]
     fid = client.files.create(
-        file=("train.jsonl", jsonl(family_rows(12, family.supports_system))), purpose="fine-tune"
+        file=("train.jsonl", jsonl(family_rows(60, family.supports_system))), purpose="fine-tune"
     ).id
     job = client.fine_tuning.jobs.create(
         model=f"fam-{name}",
@@ -110,7 +111,8 @@ def test_family_trains_and_its_tuned_model_stops_at_end_of_turn(name: str, clien
             "type": "supervised",
             "supervised": {
                 "hyperparameters": {
-                    "n_epochs": 20,
+                    # 20 steps in 4 epochs: a checkpoint (the whole model) is saved per epoch.
+                    "n_epochs": 4,
                     "batch_size": 12,
                     "learning_rate_multiplier": LR_MULTIPLIER.get(name, 1.0),
                 }

@@ -176,3 +176,43 @@ def test_pieces_are_tokenized_apart_and_weight_zero_is_masked() -> None:
     ids, mask = tokenize(rendered, lambda piece: [ord(c) for c in piece])
     assert "".join(chr(i) for i, m in zip(ids, mask, strict=True) if m) == "Yes.</s>"
     assert "".join(map(chr, ids)) == rendered.text
+
+
+# tiny-chat's ChatML with transformers' own {% generation %} markers around trained turns (the way
+# tiny-chat trained before ftapi computed masks itself): ftapi's mask must give the same rows.
+MARKED_CHATML = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- if message.get('weight') is not none and message['weight'] == 0 %}"
+    "{{- message['content'] + '<|im_end|>' }}"
+    "{%- else %}"
+    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{%- endif %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def test_tiny_chat_rows_are_what_transformers_generation_markers_gave(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from tests.support.sentiment import sentiment_sets
+    from trainer.sft_rows import ChatEncoder, stop_tokens
+    from trainer.tiny import build_tiny_chat
+
+    folder = build_tiny_chat(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    chat = ChatEncoder(tokenizer, 512, stop_tokens(tokenizer, GenerationConfig.from_pretrained(folder)))
+    marked = AutoTokenizer.from_pretrained(folder)
+    marked.chat_template = MARKED_CHATML
+    train, _ = sentiment_sets()
+    for messages in [r["messages"] for r in train] + [CHAT, [SYSTEM, *CHAT[:4]]]:
+        want = marked.apply_chat_template(
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        assert chat(messages) == (list(want["input_ids"]), list(want["assistant_masks"]))
