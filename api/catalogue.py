@@ -16,11 +16,12 @@ from typing import Literal
 
 import structlog
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from api.model_templates import TemplateCheck, check_source
 from storage import BlobStore
 from storage.model_folders import stored_manifests
-from trainer.spec import LoraSettings
+from trainer.spec import LoraSettings, TrainingOptions
 
 log = structlog.get_logger()
 
@@ -41,6 +42,13 @@ class BaseModelEntry(BaseModel):
     fsdp: bool = Field(
         default=False, description="Full fine-tuning on several GPUs shards the model (FSDP) instead of DDP."
     )
+    training: TrainingOptions = Field(default_factory=TrainingOptions)
+
+    @model_validator(mode="after")
+    def _quantization_is_lora_only(self) -> BaseModelEntry:
+        if self.training.quantization is not None and self.mode != "lora":
+            raise ValueError(f"{self.id}: training.quantization (QLoRA) needs mode: lora")
+        return self
 
 
 TINY_CHAT = BaseModelEntry(
@@ -52,6 +60,7 @@ class Catalogue:
     def __init__(self, entries: list[BaseModelEntry]) -> None:
         self._entries = {e.id: e for e in entries}
         self._stored: dict[str, BaseModelEntry] = {}
+        self._templates = {e.id: check_source(e.id, e.source) for e in entries}
 
     @classmethod
     def load(cls, path: Path | None) -> Catalogue:
@@ -80,6 +89,10 @@ class Catalogue:
 
     def get(self, model_id: str) -> BaseModelEntry | None:
         return self._entries.get(model_id) or self._stored.get(model_id)
+
+    def template(self, model_id: str) -> TemplateCheck:
+        """Whether the model's chat template can be trained (checked once, at load)."""
+        return self._templates.get(model_id, TemplateCheck())
 
     def all(self) -> list[BaseModelEntry]:
         return list(self._entries.values()) + sorted(self._stored.values(), key=lambda e: e.id)

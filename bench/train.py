@@ -60,6 +60,7 @@ def train_once(
 
     from trainer.batching import LengthGroupedBatches, padding_share
     from trainer.sft import LengthGroupedSFTTrainer
+    from trainer.sft_rows import ChatEncoder
 
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -81,10 +82,11 @@ def train_once(
                 use_cpu=not torch.cuda.is_available(),
                 bf16=False,
                 disable_tqdm=True,
-                assistant_only_loss=True,
                 max_length=512,
             ),
-            train_dataset=Dataset.from_list(rows),
+            # Both sides get the same pre-tokenized rows with ftapi's assistant mask (TRL's own
+            # assistant_only_loss needs {% generation %} markers that real templates lack).
+            train_dataset=Dataset.from_list(ChatEncoder(tokenizer, 512).rows([r["messages"] for r in rows])),
             processing_class=tokenizer,
             peft_config=LoraConfig(r=16, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
         )
@@ -107,8 +109,10 @@ def train_once(
 
 def held_out_loss(run: dict[str, Any], rows: list[dict[str, Any]]) -> float:
     from trainer.evaluate import encode, token_metrics
+    from trainer.sft_rows import ChatEncoder
 
-    encoded = [encode(run["tokenizer"], r["messages"], 512) for r in rows]
+    chat = ChatEncoder(run["tokenizer"], 512)
+    encoded = [encode(chat, r["messages"]) for r in rows]
     return token_metrics(run["model"], run["tokenizer"], encoded, 8).loss
 
 

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.sft_rows import ChatEncoder
+
 Conversation = list[dict[str, Any]]
 
 
@@ -31,11 +33,10 @@ class Encoded:
     trained: list[int]  # 1 where the token is a trained assistant token
 
 
-def encode(tokenizer: Any, conversation: Conversation, max_length: int) -> Encoded:
-    out = tokenizer.apply_chat_template(
-        conversation, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-    )
-    return Encoded(list(out["input_ids"][:max_length]), list(out["assistant_masks"][:max_length]))
+def encode(chat_encoder: ChatEncoder, conversation: Conversation) -> Encoded:
+    """The same tokens and mask the trainer trains on (trainer.sft_rows)."""
+    ids, mask = chat_encoder(conversation)
+    return Encoded(ids, mask)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ from storage.factory import build_store
 from trainer import distributed
 from trainer.base_model import resolve_base_model
 from trainer.data.formats import read_examples
+from trainer.hardware import detect, gradient_checkpointing, plan
+from trainer.precision import load_kwargs, precision_args
 from trainer.reporter import Reporter
+from trainer.sft_rows import ChatEncoder, stop_tokens
 from trainer.spec import JobSpec
 from trainer.stop import Stopped, StopRequest
 from trainer.tracking import Tracking
@@ -89,19 +92,26 @@ def _preference_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def training_rows(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
-    """The rows the TRL trainer's dataset is built from (`Dataset.from_list`)."""
+def training_rows(
+    rows: list[dict[str, Any]], method: str, chat: ChatEncoder | None = None
+) -> list[dict[str, Any]]:
+    """The rows the TRL trainer's dataset is built from (`Dataset.from_list`): for SFT pre-tokenized
+    with ftapi's own assistant mask (trainer.sft_rows), so TRL builds the labels from
+    `assistant_masks` and never touches the chat template."""
     if method == "dpo":
         return _preference_rows(rows)
-    return [{"messages": r["messages"]} for r in rows]
+    assert chat is not None, "SFT rows are tokenized with the model's chat template"
+    return chat.rows([r["messages"] for r in rows])
 
 
 def _token_count(dataset: Any) -> int:
-    """Tokens in one pass over the processed dataset (every *input_ids column: DPO has three)."""
-    return sum(sum(len(ids) for ids in dataset[c]) for c in dataset.column_names if c.endswith("input_ids"))
+    """Tokens in one pass over the processed dataset (SFT: input_ids; DPO: prompt, chosen and
+    rejected ids, which TRL 1.16 names *_ids)."""
+    columns = {"input_ids", "prompt_ids", "chosen_ids", "rejected_ids"} & set(dataset.column_names)
+    return sum(sum(len(ids) for ids in dataset[c]) for c in columns)
 
 
-def _from_tuned(base: Any, weights: Path, mode: str) -> Any:
+def _from_tuned(base: Any, weights: Path, mode: str, load: dict[str, Any]) -> Any:
     """The model a job on a tuned model starts from: the base with that model's adapter, trainable
     (LoRA), or that model's full weights."""
     if mode == "lora":
@@ -110,7 +120,7 @@ def _from_tuned(base: Any, weights: Path, mode: str) -> Any:
         return PeftModel.from_pretrained(base, str(weights), is_trainable=True)
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(weights))
+    return AutoModelForCausalLM.from_pretrained(str(weights), **load)
 
 
 def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> dict[str, Any]:
@@ -134,13 +144,20 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         valid_rows = read_examples(work / "valid.jsonl")
     model_dir = resolve_base_model(spec.base_model.source, Path(spec.cache_dir).expanduser(), spec.storage)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    hw_plan = plan(spec.training, detect(), spec.mode)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **load_kwargs(hw_plan))
     if spec.init_weights_prefix is not None:  # a job on a tuned model continues from its weights
         init_dir = work / "init"
         asyncio.run(_download_prefix(spec, spec.init_weights_prefix, init_dir, weights_only=True))
-        model = _from_tuned(model, init_dir, spec.mode)
+        model = _from_tuned(model, init_dir, spec.mode, load_kwargs(hw_plan))
+    if hw_plan.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    checkpointing = gradient_checkpointing(spec.training, model.num_parameters())
     hp = spec.hyperparameters
     max_length = spec.base_model.max_length
+    chat_encoder = ChatEncoder(tokenizer, max_length, stop_tokens(tokenizer, model.generation_config))
 
     resume_path = None
     if spec.resume_from is not None:
@@ -166,7 +183,7 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
                 {"overlapping_examples": shared, "validation_examples": len(valid_rows)},
                 level="warn",
             )
-        encoded = [encode(tokenizer, c, max_length) for c in valid_convs]
+        encoded = [encode(chat_encoder, c) for c in valid_convs]
         validation = Validation(tokenizer, encoded, hp.batch_size)
         eval_convs, eval_encoded = valid_convs[: spec.eval_max_examples], encoded[: spec.eval_max_examples]
         # The base model does not change: a resumed attempt reads the first attempt's evaluation
@@ -211,8 +228,8 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
         "report_to": [],
         "seed": spec.seed,
         "data_seed": spec.seed,
-        "use_cpu": not torch.cuda.is_available(),
-        "bf16": False,
+        **precision_args(hw_plan),
+        "gradient_checkpointing": checkpointing,
         "disable_tqdm": True,
         **distributed.training_arguments(spec, hp.batch_size, torch.cuda.is_available()),
     }
@@ -240,8 +257,13 @@ def run(spec: JobSpec, reporter: Reporter, stop: StopRequest | None = None) -> d
 
         trainer = LengthGroupedSFTTrainer(
             model=model,
-            args=SFTConfig(**common, assistant_only_loss=True, max_length=max_length),
-            train_dataset=Dataset.from_list(training_rows(rows, "supervised")),
+            # Padding-free: rows are already truncated to max_length, which TRL would not enforce.
+            args=SFTConfig(
+                **common,
+                max_length=None if hw_plan.padding_free else max_length,
+                padding_free=hw_plan.padding_free,
+            ),
+            train_dataset=Dataset.from_list(training_rows(rows, "supervised", chat_encoder)),
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=callbacks,

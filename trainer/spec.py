@@ -20,6 +20,20 @@ class LoraSettings(BaseModel):
     target_modules: str | list[str] = "all-linear"
 
 
+class TrainingOptions(BaseModel):
+    """How a base model trains on the hardware (trainer/hardware.py decides what is unset)."""
+
+    gradient_checkpointing: bool | None = Field(
+        default=None, description="None: on for models of 1B parameters and more"
+    )
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = Field(
+        default=None,
+        description="None: flash_attention_2 on CUDA with flash_attn installed, else transformers' default",
+    )
+    padding_free: bool | None = Field(default=None, description="None: on CUDA with FlashAttention 2")
+    quantization: Literal["4bit"] | None = Field(default=None, description="4bit: QLoRA (CUDA, bitsandbytes)")
+
+
 class Hyperparameters(BaseModel):
     """Resolved numbers: `auto` never reaches the trainer."""
 
@@ -74,6 +88,7 @@ class JobSpec(BaseModel):
     mode: Literal["lora", "full"] = "lora"
     hyperparameters: Hyperparameters
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    training: TrainingOptions = Field(default_factory=TrainingOptions)
     seed: int = 0
     storage: LocalStoreConfig | S3StoreConfig
     training_file_key: str

@@ -20,22 +20,12 @@ BUILD_VERSION = "1"  # bump when the recipe changes: a cached build with another
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
-# ChatML. Assistant turns that are trained on (weight missing or 1) sit inside {% generation %}
-# markers, so TRL's assistant_only_loss masks everything else, `weight: 0` turns included.
-# `weight` arrives as None from datasets when an example does not set it.
+# ChatML, as Qwen and many others use it. It has no {% generation %} markers and ignores `weight`:
+# ftapi computes the assistant mask itself for every template (trainer/data/masking.py). Builds
+# cached before this template lost its markers render the same text, so the version stays.
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n' }}"
-    "{%- if message.get('weight') is not none and message['weight'] == 0 %}"
-    "{{- (message['content'] or '') + '<|im_end|>' }}"
-    "{%- else %}"
-    "{% generation %}{{- (message['content'] or '') + '<|im_end|>' }}{% endgeneration %}"
-    "{%- endif %}"
-    "{{- '\\n' }}"
-    "{%- else %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') + '<|im_end|>\\n' }}"
-    "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )

@@ -53,6 +53,7 @@ async def build_spec(
             beta=float(hp["beta"]) if "beta" in hp else None,  # type: ignore[arg-type]
         ),
         lora=entry.lora,
+        training=entry.training,
         seed=job.seed,
         storage=trainer_storage(settings),
         training_file_key=train.storage_key,

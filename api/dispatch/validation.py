@@ -65,6 +65,16 @@ async def validate_job(
         if not report.ok:
             error = _failure(report, param)
             break
+        with_system = report.stats.n_examples - report.stats.n_without_system
+        if with_system and (reason := catalogue.template(entry.id).system_problem) is not None:
+            error = {
+                "code": "invalid_training_file" if param == "training_file" else "invalid_validation_file",
+                "message": f"{with_system} examples of the {param.replace('_', ' ')} have a system message, "
+                f"which model {entry.id} cannot be trained with ({reason}). Remove the system messages "
+                "or fold them into the first user message.",
+                "param": param,
+            }
+            break
         if param == "training_file":
             n_examples = report.stats.n_examples
     if error is not None:

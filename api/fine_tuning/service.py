@@ -46,6 +46,7 @@ from api.integrations import check_integrations, openai_visible
 from api.models.resolver import ModelResolver, base_model_id
 from api.serving import vllm_base
 from api.settings import Settings
+from api.trainer_hardware import needs_cuda, trainers_have_cuda
 from storage import BlobStore
 from trainer.data.validate import StreamingValidator, load_tokenizer
 
@@ -184,6 +185,19 @@ class JobService:
                 f"Model {params.model} does not support method {method}.", param="method.type"
             )
         self._check_servable(entry)
+        if (option := needs_cuda(entry)) is not None and not trainers_have_cuda(self.settings):
+            raise InvalidRequest(
+                f"Model {entry.id} is configured for {option}, which needs a CUDA GPU, but the trainers "
+                f"here have none (executor {self.settings.executor}).",
+                param="model",
+                code="model_not_available",
+            )
+        if (problem := self.catalogue.template(entry.id).problem) is not None:
+            raise InvalidRequest(
+                f"Model {entry.id} cannot be fine-tuned here: {problem}.",
+                param="model",
+                code="model_not_available",
+            )
         await self._check_file(params.training_file, "training_file")
         await self._check_file(params.validation_file, "validation_file")
         return entry, init_weights_prefix, method, hyperparameters

@@ -49,8 +49,8 @@ def upload_verdict(case: Case) -> str | None:
 def test_trainer_reads_whatever_the_validator_accepts(case: Case, tmp_path: Path, tokenizer: Any) -> None:
     from datasets import Dataset
 
-    from trainer.evaluate import encode
     from trainer.run import training_rows
+    from trainer.sft_rows import ChatEncoder
 
     path = tmp_path / "train.jsonl"
     path.write_bytes(case.data)
@@ -64,10 +64,10 @@ def test_trainer_reads_whatever_the_validator_accepts(case: Case, tmp_path: Path
     assert verdict is None and job_report.ok, (verdict, job_report.problems)
     assert len(read_records(path)) == job_report.stats.n_examples == case.examples
     rows = read_examples(path)
-    dataset = Dataset.from_list(training_rows(rows, "supervised"))
+    dataset = Dataset.from_list(training_rows(rows, "supervised", ChatEncoder(tokenizer, 512)))
     assert len(dataset) == case.examples
     for row in dataset:
-        assert encode(tokenizer, row["messages"], 512).input_ids
+        assert row["input_ids"] and 1 in row["assistant_masks"]
 
 
 def test_bare_cr_whitespace_is_not_a_line_end(tmp_path: Path) -> None:
