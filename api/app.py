@@ -32,6 +32,7 @@ from api.responses.router import router as responses_router
 from api.serving import build_serving
 from api.settings import Settings
 from api.sweeper import run_sweeper
+from api.ui.router import install_ui
 from api.uploads.router import router as uploads_router
 from storage.factory import build_store
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(chat_router)
     app.include_router(responses_router)
     app.include_router(internal_router)
+    install_ui(app)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     return app
 
