@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -52,10 +52,3 @@ def chromium(viewport: tuple[int, int] = (1280, 900)) -> Iterator[BrowserContext
     finally:
         shutil.rmtree(profile, ignore_errors=True)
 
-
-def sign_in(page: Page, url: str, key: str) -> None:
-    """Open the dashboard at `url` and sign in with `key`, as a person would."""
-    page.goto(url)
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("navigation", name="Main").wait_for()

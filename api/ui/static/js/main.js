@@ -90,8 +90,14 @@ async function route() {
   main.focus({ preventScroll: true });
 }
 
+// The routes live in the hash, so the skip link moves the focus itself instead of changing it.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 signout.addEventListener("click", () => { forgetKey(); location.hash = "#/jobs"; route(); });
 window.addEventListener("ftapi:unauthorized", () => {
+  if (nav.hidden) return; // the sign-in form says so itself
   if (cleanup) { cleanup(); cleanup = null; }
   forgetKey();
   signIn("Your key was not accepted any more: sign in again.");

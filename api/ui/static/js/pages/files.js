@@ -12,16 +12,17 @@ export async function render(root, [fileId]) {
   const purpose = h("select", { id: "upload-purpose" }, PURPOSES.map((p) => h("option", { value: p }, p)));
   const input = h("input", { type: "file", id: "file-input", multiple: true, class: "sr-only" });
   const progress = h("div", { id: "upload-progress", "aria-live": "polite" });
-  const drop = h("div", { class: "dropzone", id: "dropzone", tabindex: "0", role: "button",
-    "aria-label": "Upload files: drop them here or press Enter to choose" },
-  h("strong", {}, "Drop files here"), " or ", h("span", { class: "linkish" }, "choose files"),
-  h("br"), h("small", { class: "muted" },
-    `Files over ${fmtBytes(UPLOADS_FROM_BYTES)} go through the Uploads API in parts.`));
+  // A real button for keyboards (its Enter is a trusted click, which may open a file chooser).
+  const choose = h("button", { type: "button", id: "choose-files", class: "linkish" }, "choose files");
+  const drop = h("div", { class: "dropzone", id: "dropzone" },
+    h("strong", {}, "Drop files here"), " or ", choose,
+    h("br"), h("small", { class: "muted" },
+      `Files over ${fmtBytes(UPLOADS_FROM_BYTES)} go through the Uploads API in parts.`));
   const report = h("div", { id: "report" });
   const list = h("div", { id: "files-list" });
 
+  choose.addEventListener("click", (e) => { e.stopPropagation(); input.click(); });
   drop.addEventListener("click", () => input.click());
-  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
