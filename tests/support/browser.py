@@ -51,4 +51,3 @@ def chromium(viewport: tuple[int, int] = (1280, 900)) -> Iterator[BrowserContext
                 context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
-

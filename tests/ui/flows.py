@@ -120,6 +120,16 @@ def uploaded_id(page: Page, name: str, timeout: float = 60_000) -> str:
     return row.inner_text().rsplit(" ", 1)[-1]
 
 
+def upload_training_files(page: Page, prefix: str = "") -> tuple[str, str]:
+    """Upload training_data() on the Files page; the ids of the training and validation files."""
+    go(page, "Files")
+    ids = []
+    for name, content in zip(("train.jsonl", "valid.jsonl"), training_data(), strict=True):
+        choose_file(page, prefix + name, content)
+        ids.append(uploaded_id(page, prefix + name))
+    return ids[0], ids[1]
+
+
 def create_job(
     page: Page, training: str, validation: str, *, epochs: str, suffix: str, batch_size: str = "10"
 ) -> None:

@@ -30,17 +30,16 @@ def file_report(page: Page, out: Path) -> None:
 
 
 def job_page(page: Page, out: Path) -> str:
-    flows.go(page, "Files")
-    train, valid = flows.training_data()
-    flows.choose_file(page, "reviews-train.jsonl", train)
-    train_id = flows.uploaded_id(page, "reviews-train.jsonl")
-    flows.choose_file(page, "reviews-valid.jsonl", valid)
-    valid_id = flows.uploaded_id(page, "reviews-valid.jsonl")
+    train_id, valid_id = flows.upload_training_files(page, "reviews-")
     flows.create_job(page, train_id, valid_id, epochs="6", suffix="reviews")
     flows.job_id_from_url(page)
-    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=900_000)
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=1_800_000)
     expect(page.locator("#evaluation-table")).to_be_visible()
     page.wait_for_timeout(500)  # the last poll's redraw
+    # Show the overlap warning near the top of the event log (it scrolls to the newest events).
+    page.locator(".log-wrap").evaluate(
+        "wrap => { wrap.scrollTop = wrap.querySelector('li.level-warn').offsetTop - 40; }"
+    )
     page.screenshot(path=out / "job.png", full_page=True)
     return page.locator("#fine-tuned-model").inner_text()
 

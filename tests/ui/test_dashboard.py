@@ -120,12 +120,7 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
     key = flows.create_key(server)
     client = sdk(server, key)
     flows.sign_in(page, server.url, key)
-    flows.go(page, "Files")
-    train, valid = flows.training_data()
-    flows.choose_file(page, "train.jsonl", train)
-    train_id = flows.uploaded_id(page, "train.jsonl")
-    flows.choose_file(page, "valid.jsonl", valid)
-    valid_id = flows.uploaded_id(page, "valid.jsonl")
+    train_id, valid_id = flows.upload_training_files(page)
 
     # An error names its field: it is shown next to that field, which gets the focus.
     flows.create_job(page, train_id, valid_id, epochs="0", suffix="ui")
@@ -133,7 +128,7 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
     expect(page.locator("#n_epochs-error")).to_contain_text("n_epochs")
     expect(epochs).to_have_attribute("aria-invalid", "true")
     expect(epochs).to_be_focused()
-    epochs.fill("2")
+    epochs.fill("3")
     page.get_by_role("button", name="Create job").click()
     job_id = flows.job_id_from_url(page)
 
@@ -149,6 +144,14 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
             seen.add(flows.chart_points(page))
         page.wait_for_timeout(300)
     assert len(seen) >= 2, f"the loss chart did not grow while running ({status}): {sorted(seen)}"
+
+    # Pause (the trainer saves a checkpoint and exits), then resume from it.
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#job-status")).to_have_text("paused")
+    expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#job-status")).to_have_text(re.compile("^(queued|running)$"))
+    expect(page.get_by_role("button", name="Resume")).to_have_count(0)
 
     # A second job, queued behind the first or started after it, cancelled from its page.
     second = client.fine_tuning.jobs.create(model="tiny-chat", training_file=train_id, suffix="second")
@@ -172,6 +175,7 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
         f"{flows.OVERLAP} of 15 validation examples also appear in the training file"
     )
     expect(page.locator("#event-log li").last).to_contain_text("The job has successfully completed")
+    expect(page.locator("#event-log")).to_contain_text("Fine-tuning job resumed from the checkpoint at step")
 
     evaluation = page.locator("#evaluation-table")
     expect(evaluation.locator("tbody tr")).to_have_count(2)
@@ -296,3 +300,31 @@ def test_keyboard_and_phone_width(server: RunningServer, browser: BrowserContext
             assert width <= 390, f"{route} is {width} px wide on a 390 px phone"
     finally:
         page.close()
+
+
+def test_polling_pauses_while_the_tab_is_hidden(server: RunningServer, page: Page) -> None:
+    flows.sign_in(page, server.url, flows.create_key(server))
+    expect(page.get_by_text("No jobs yet.")).to_be_visible()
+    polls: list[float] = []
+    page.on("request", lambda r: polls.append(time.monotonic()) if "/v1/fine_tuning/jobs" in r.url else None)
+    page.wait_for_timeout(9_000)
+    visible = len(polls)
+    assert 2 <= visible <= 4, f"{visible} list requests in 9 s while visible (one every 4 s expected)"
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, "visibilityState", {value: "hidden", configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    page.wait_for_timeout(500)  # a request already under way may still finish
+    hidden_from = len(polls)
+    page.wait_for_timeout(9_000)
+    assert len(polls) == hidden_from, "the jobs list kept polling in a hidden tab"
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, "visibilityState", {value: "visible", configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    page.wait_for_timeout(1_000)
+    assert len(polls) > hidden_from, "coming back to the tab did not refresh at once"

@@ -42,9 +42,9 @@ export class MetricChart {
     if (!this.plot) {
       this.plot = new uPlot(
         {
-          title: this.title,
           ...this.size(),
-          scales: { x: { time: false } },
+          // A step of room on both sides, so the dots at the first and last epoch are not cut.
+          scales: { x: { time: false, range: (_u, min, max) => [Math.max(0, min - 1), max + 1] } },
           axes: [{ label: "step" }, {}],
           series: [
             { label: "step" },

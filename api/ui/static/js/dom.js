@@ -54,9 +54,11 @@ export function fmtBytes(n) {
 }
 
 export function fmtNumber(n, digits = 4) {
-  if (n === null || n === undefined || n === "") return "—";
-  if (typeof n === "number" && !Number.isInteger(n)) return n.toFixed(digits);
-  return Number(n).toLocaleString();
+  if (n === null || n === undefined || n === "" || Number.isNaN(n)) return "—";
+  if (typeof n === "string" && !/^-?[\d.]+(e-?\d+)?$/.test(n)) return n; // not a number: as it is
+  n = Number(n);
+  if (!Number.isInteger(n)) return String(parseFloat(n.toFixed(digits)));
+  return n.toLocaleString();
 }
 
 export function statusBadge(status) {

@@ -85,7 +85,7 @@ export async function render(root, [fileId]) {
         h("td", { class: "num" }, fmtBytes(f.bytes)),
         h("td", {}, fmtTime(f.created_at)),
         h("td", {}, f.status),
-        h("td", { class: "actions" },
+        h("td", {}, h("div", { class: "actions" },
           f.purpose === "fine-tune"
             ? h("a", { class: "button small", href: `#/files/${encodeURIComponent(f.id)}` }, "Report") : null,
           h("button", { type: "button", class: "small", onclick: () => download(f.id, f.filename) }, "Download"),
@@ -94,7 +94,7 @@ export async function render(root, [fileId]) {
               if (!window.confirm(`Delete ${f.filename} (${f.id})?`)) return;
               try { await del(`/files/${encodeURIComponent(f.id)}`); } catch (err) { list.prepend(errorBox(err)); }
               await refresh();
-            } }, "Delete")))))))
+            } }, "Delete"))))))))
       : h("p", { class: "empty" }, "No files yet."));
   }
 
@@ -144,7 +144,7 @@ export function renderReport(box, r, unstored = false) {
         h("thead", {}, h("tr", {}, ["Line", "Example", "Message", "Kind", "What is wrong"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, r.problems.map((p) => h("tr", {},
           h("td", { class: "num" }, p.line), h("td", { class: "num" }, p.example ?? "—"),
-          h("td", { class: "num" }, p.message_index ?? "—"), h("td", {}, h("code", {}, p.code)),
+          h("td", { class: "num" }, p.message_index ?? "—"), h("td", { class: "nowrap" }, h("code", {}, p.code)),
           h("td", {}, p.message)))))),
     ] : null,
     h("h3", {}, "Data quality"),
@@ -152,5 +152,6 @@ export function renderReport(box, r, unstored = false) {
       .filter(([k]) => k !== "n_over_limit" || s.max_tokens_limit !== null)
       .map(([k, label]) => h("tr", {}, h("th", { scope: "row" }, label), h("td", { class: "num" }, fmtNumber(s[k])))))),
     s.tokens_counted ? null
-      : h("p", { class: "muted" }, "Token figures are estimates (bytes / 4); `ftapi validate --tokenizer` counts them exactly.")));
+      : h("p", { class: "muted" }, "Token figures are estimates (bytes / 4); ",
+        h("code", {}, "ftapi validate --tokenizer"), " counts them exactly.")));
 }

@@ -219,7 +219,7 @@ export async function render(root, [jobId]) {
     const table = h("table", { id: "evaluation-table" },
       h("thead", {}, h("tr", {}, header.map((c) => h("th", { scope: "col" }, c.replaceAll("_", " "))))),
       h("tbody", {}, rows.map((r) => h("tr", {}, r.map(cell)))));
-    clear(evaluation, table, h("p", { class: "muted" }, `Greedy answers on the validation file (${source}).`));
+    clear(evaluation, h("div", { class: "table-wrap" }, table), h("p", { class: "muted" }, `Greedy answers on the validation file (${source}).`));
   }
 
   function drawAll() {

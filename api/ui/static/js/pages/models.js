@@ -20,7 +20,7 @@ export async function render(root) {
           h("td", {}, m.served_by || "—"),
           h("td", {}, fmtTime(m.created)),
           h("td", {}, m.owned_by),
-          h("td", { class: "actions" },
+          h("td", {}, h("div", { class: "actions" },
             h("a", { class: "button small", href: `#/playground?model=${encodeURIComponent(m.id)}` }, "Try it"),
             m.owned_by === "system" ? null : h("button", {
               type: "button", class: "small danger", "aria-label": `Delete ${m.id}`,
@@ -29,7 +29,7 @@ export async function render(root) {
                 try { await del(`/models/${m.id}`); } catch (err) { box.prepend(errorBox(err)); return; }
                 await refresh();
               },
-            }, "Delete")))))))
+            }, "Delete"))))))))
         : h("p", { class: "empty" }, title === "Base models" ? "None." : "None yet: a succeeded job adds its model here."))));
   }
   await refresh();
