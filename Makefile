@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint openapi bench clean images
+.PHONY: run test lint openapi bench clean images screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/python -m api.openapi_dump openapi/openapi.yaml
+
+# The README's dashboard screenshots, taken in Debian's chromium against a fresh `ftapi serve`.
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.ui.screenshots docs/screenshots
 
 # ftapi-api:dev and ftapi-trainer:dev from the Dockerfile. BASE_IMAGE=... (and TRAINER_BASE_IMAGE=...,
 # default BASE_IMAGE) replace the official python:3.11-slim-bookworm base.

@@ -32,6 +32,7 @@ from api.responses.router import router as responses_router
 from api.serving import build_serving
 from api.settings import Settings
 from api.sweeper import run_sweeper
+from api.ui.router import install_ui
 from api.uploads.router import router as uploads_router
 from api.webhooks.router import router as webhooks_router
 from api.webhooks.sender import WebhookSender
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(responses_router)
     app.include_router(webhooks_router)
     app.include_router(internal_router)
+    install_ui(app)
     app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     return app
 

@@ -8,7 +8,7 @@ from typing import Any
 from serving.cache import WeightsCache
 from serving.engine import InferenceEngine
 from serving.errors import EngineRequestError
-from serving.models import LocalModel, ServedModel
+from serving.models import LocalModel, ModelKind, ServedModel
 
 PROBE_REQUEST: dict[str, Any] = {
     "messages": [{"role": "user", "content": "ping"}],
@@ -34,6 +34,11 @@ class ServingRegistry:
             weights_dir=weights,
             lora_rank=model.lora_rank,
         )
+
+    def engine_name(self, base_id: str, kind: ModelKind, lora_rank: int | None = None) -> str | None:
+        """The engine a model of this shape would go to, decided without fetching its weights."""
+        shape = LocalModel(name="", base_id=base_id, base_path="", kind=kind, lora_rank=lora_rank)
+        return next((engine.name for engine in self.engines if engine.serves(shape)), None)
 
     def engine_for(self, model: LocalModel) -> InferenceEngine:
         for engine in self.engines:

@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import IdempotencyKey, PrincipalDep, SessionDep, SettingsDep, StoreDep
+from api.deps import CatalogueDep, IdempotencyKey, PrincipalDep, SessionDep, SettingsDep, StoreDep
+from api.errors import InvalidRequest
 from api.files.names import content_disposition
+from api.files.report import FileValidationReport, Method
 from api.files.schemas import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from api.files.service import FileService
 from api.multipart import iter_multipart, multipart_openapi
@@ -48,6 +50,31 @@ async def create_file(
     return await files.create(events, idempotency_key)
 
 
+_VALIDATE_BODY = multipart_openapi({"file": {"type": "string", "format": "binary"}}, ["file"])
+
+
+def report_limit(catalogue: CatalogueDep, model: str | None = None) -> int | None:
+    """`model`: flag examples longer than that base model's context (`max_tokens_limit`)."""
+    if model is None:
+        return None
+    entry = catalogue.get(model)
+    if entry is None:
+        raise InvalidRequest(f"The model `{model}` is not in this deployment's catalogue.", param="model")
+    return entry.max_length
+
+
+ReportLimit = Annotated[int | None, Depends(report_limit)]
+
+
+@router.post("/validation", response_model=FileValidationReport, openapi_extra=_VALIDATE_BODY)
+async def validate_file_bytes(
+    request: Request, files: Files, settings: SettingsDep, limit: ReportLimit, method: Method | None = None
+) -> FileValidationReport:
+    """ftapi extension: the validator's full report on an uploaded fine-tune file, storing nothing."""
+    events = iter_multipart(request, max_body_bytes=settings.max_file_bytes + _MULTIPART_OVERHEAD)
+    return await files.validate_upload(events, method=method, max_tokens=limit)
+
+
 @router.get("", response_model=FileList)
 async def list_files(
     files: Files,
@@ -64,6 +91,14 @@ async def list_files(
 async def retrieve_file(file_id: str, files: Files) -> FileObject:
     """Retrieve a file object."""
     return await files.retrieve(file_id)
+
+
+@router.get("/{file_id}/validation", response_model=FileValidationReport)
+async def file_validation(
+    file_id: str, files: Files, limit: ReportLimit, method: Method | None = None
+) -> FileValidationReport:
+    """ftapi extension: the validator's full report on a stored fine-tune file."""
+    return await files.validation_report(file_id, method=method, max_tokens=limit)
 
 
 @router.delete("/{file_id}", response_model=FileDeleted)

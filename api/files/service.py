@@ -16,6 +16,7 @@ from api.db.tables import FileRow
 from api.errors import InvalidRequest, NotFound
 from api.files.content_check import ContentCheck, check_extension
 from api.files.names import clean_filename
+from api.files.report import FileValidationReport, Method, validate_stream
 from api.files.repository import FileRepository
 from api.files.schemas import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from api.idempotency import write_once
@@ -192,6 +193,43 @@ class FileService:
         except Exception:
             log.exception("file.blob_delete_failed", file_id=file_id)
         return FileDeleted(id=file_id, deleted=True)
+
+    async def validation_report(
+        self, file_id: str, *, method: Method | None, max_tokens: int | None
+    ) -> FileValidationReport:
+        row = await self.get_row(file_id)
+        if row.purpose != "fine-tune":
+            raise InvalidRequest(
+                f"File {file_id} has purpose '{row.purpose}': only fine-tune files have a validation report.",
+                param="file_id",
+            )
+        _, body = await self.content(file_id)
+        report = await validate_stream(
+            body, method=method, max_tokens=max_tokens, max_line_bytes=self.settings.max_jsonl_line_bytes
+        )
+        return FileValidationReport.from_report(report, file_id=file_id, filename=row.filename)
+
+    async def validate_upload(
+        self, events: AsyncIterator[Event], *, method: Method | None, max_tokens: int | None
+    ) -> FileValidationReport:
+        """The report on the body's `file` part; nothing is stored."""
+        report: FileValidationReport | None = None
+        async for event in events:
+            if isinstance(event, FilePart) and event.name == "file" and report is None:
+                filename = event.filename or "upload"
+                chunks = file_bytes(events, limit=self.settings.max_file_bytes, param="file", what="File")
+                found = await validate_stream(
+                    chunks,
+                    method=method,
+                    max_tokens=max_tokens,
+                    max_line_bytes=self.settings.max_jsonl_line_bytes,
+                )
+                report = FileValidationReport.from_report(found, file_id=None, filename=filename)
+            elif isinstance(event, FilePart):
+                await skip_file(events)
+        if report is None:
+            raise InvalidRequest("Missing required parameter: 'file'.", param="file")
+        return report
 
     async def content(self, file_id: str) -> tuple[FileRow, AsyncIterator[bytes]]:
         row = await self.get_row(file_id)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from sqlalchemy import select, update
 
+from api.catalogue import Catalogue
 from api.db.tables import CheckpointPermissionRow, FineTuningJobCheckpointRow, FineTuningJobRow
 from api.deps import PrincipalDep, SessionDep, SettingsDep
 from api.errors import PermissionDenied
@@ -33,14 +34,34 @@ ResolverDep = Annotated[ModelResolver, Depends(get_resolver)]
 RegistryDep = Annotated[ServingRegistry, Depends(get_registry)]
 
 
+def served_by(registry: ServingRegistry, catalogue: Catalogue, model: str, base: str) -> str | None:
+    """Which engine answers for `model` (a base id, or a tuned model of the base `base`)."""
+    entry = catalogue.get(base)
+    if entry is None:
+        return None
+    if model == base:
+        return registry.engine_name(base, "base")
+    if entry.mode == "lora":
+        return registry.engine_name(base, "lora", entry.lora.r)
+    return registry.engine_name(base, "full")
+
+
 @router.get("", response_model=ModelList)
 async def list_models(
-    session: SessionDep, principal: PrincipalDep, settings: SettingsDep, resolver: ResolverDep
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    resolver: ResolverDep,
+    registry: RegistryDep,
 ) -> ModelList:
     """The base models of the catalogue, then this project's fine-tuned models, newest first, then
     those shared with it. Checkpoint models are not listed (as at OpenAI) but resolve in retrieve and
     chat; shared checkpoints are listed."""
-    base = [Model(id=e.id, created=e.created, owned_by=BASE_OWNER) for e in resolver.catalogue.all()]
+    cat = resolver.catalogue
+    base = [
+        Model(id=e.id, created=e.created, owned_by=BASE_OWNER, served_by=served_by(registry, cat, e.id, e.id))
+        for e in cat.all()
+    ]
     jobs = await session.scalars(
         select(FineTuningJobRow)
         .where(
@@ -52,7 +73,12 @@ async def list_models(
         .order_by(FineTuningJobRow.finished_at.desc(), FineTuningJobRow.id.desc())
     )
     tuned = [
-        Model(id=j.fine_tuned_model or "", created=j.finished_at or 0, owned_by=settings.organization_id)
+        Model(
+            id=j.fine_tuned_model or "",
+            created=j.finished_at or 0,
+            owned_by=settings.organization_id,
+            served_by=served_by(registry, cat, j.fine_tuned_model or "", j.model),
+        )
         for j in jobs
     ]
     # Then models other projects share with this one (checkpoint permissions), while they exist.
@@ -62,9 +88,13 @@ async def list_models(
         .order_by(CheckpointPermissionRow.created_at_us.desc(), CheckpointPermissionRow.id.desc())
     )
     for grant in grants:
-        if await resolver.find(session, grant.owner_project_id, grant.model, shared=False) is not None:
+        found = await resolver.find(session, grant.owner_project_id, grant.model, shared=False)
+        if found is not None:
             created = grant.created_at_us // 1_000_000
-            tuned.append(Model(id=grant.model, created=created, owned_by=settings.organization_id))
+            engine = served_by(registry, cat, grant.model, found[0].model)
+            tuned.append(
+                Model(id=grant.model, created=created, owned_by=settings.organization_id, served_by=engine)
+            )
     return ModelList(data=base + tuned)
 
 
@@ -75,16 +105,20 @@ async def retrieve_model(
     principal: PrincipalDep,
     settings: SettingsDep,
     resolver: ResolverDep,
+    registry: RegistryDep,
 ) -> Model:
     """A base model, a fine-tuned model or a checkpoint of this project."""
-    entry = resolver.catalogue.get(model)
+    cat = resolver.catalogue
+    entry = cat.get(model)
     if entry is not None:
-        return Model(id=entry.id, created=entry.created, owned_by=BASE_OWNER)
+        engine = served_by(registry, cat, entry.id, entry.id)
+        return Model(id=entry.id, created=entry.created, owned_by=BASE_OWNER, served_by=engine)
     tuned = await resolver.tuned(session, principal.project_id, model)
     if tuned is None:
         raise model_not_found(model)
     created = tuned.checkpoint.created_at_us // 1_000_000 if tuned.checkpoint else tuned.job.finished_at or 0
-    return Model(id=model, created=created, owned_by=settings.organization_id)
+    engine = served_by(registry, cat, model, tuned.job.model)
+    return Model(id=model, created=created, owned_by=settings.organization_id, served_by=engine)
 
 
 @router.delete("/{model:path}", response_model=ModelDeleted)

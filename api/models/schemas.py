@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Model(BaseModel):
@@ -12,6 +12,10 @@ class Model(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    # ftapi extension (OpenAI's schema allows extra keys; the SDK keeps them as attributes).
+    served_by: str | None = Field(
+        default=None, description="ftapi: the engine that answers chat for this model (vllm, transformers)."
+    )
 
 
 class ModelList(BaseModel):
