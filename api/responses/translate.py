@@ -122,10 +122,10 @@ class ResponseBuilder:
             "tools": [],
             "top_p": p.top_p if p.top_p is not None else 1.0,
             "truncation": "disabled",
-            "usage": _usage(usage) if usage is not None else None,
             "metadata": p.metadata or {},
             "background": False,
-            # OpenAI's spec types `user` as a string: absent, not null, when the request had none.
+            # OpenAI's spec types these as an object and a string: absent (not null) until known.
+            **({"usage": _usage(usage)} if usage is not None else {}),
             **({"user": p.user} if p.user is not None else {}),
         }
 
