@@ -17,6 +17,7 @@ import pytest
 
 from tests.api.test_models_chat import Tuned, sdk
 from tests.api.test_openai_schema import SPEC, assert_matches
+from tests.api.test_responses_translate import SCHEMA_OF
 from tests.conftest import new_project
 from tests.support.blobs import stored_bytes
 from tests.support.jobs import wait_for_status
@@ -312,24 +313,12 @@ def test_responses_match_openai_schemas(tuned: Tuned) -> None:
     )
     body = {"model": tuned.model, "input": "hi", "max_output_tokens": 4, "temperature": 0}
     assert_matches(http.post("/responses", json=body).json(), "Response")
-    schema_of = {
-        "response.created": "ResponseCreatedEvent",
-        "response.in_progress": "ResponseInProgressEvent",
-        "response.output_item.added": "ResponseOutputItemAddedEvent",
-        "response.content_part.added": "ResponseContentPartAddedEvent",
-        "response.output_text.delta": "ResponseTextDeltaEvent",
-        "response.output_text.done": "ResponseTextDoneEvent",
-        "response.content_part.done": "ResponseContentPartDoneEvent",
-        "response.output_item.done": "ResponseOutputItemDoneEvent",
-        "response.completed": "ResponseCompletedEvent",
-        "response.incomplete": "ResponseIncompleteEvent",
-    }
     with http.stream("POST", "/responses", json={**body, "stream": True}) as stream:
         lines = [line for line in stream.iter_lines() if line.startswith("data: ")]
     events = [json.loads(line[6:]) for line in lines]
     assert len(events) >= 9
     for event in events:
-        assert_matches(event, schema_of[event["type"]])
+        assert_matches(event, SCHEMA_OF[event["type"]])
 
 
 def test_estimates_use_the_measured_throughput_and_running_jobs_get_an_estimated_finish(
