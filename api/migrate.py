@@ -82,7 +82,9 @@ class Migration:
         self._files: dict[str, str] = {}  # source file id -> target file id, for this run
 
     def run(self) -> list[JobReport]:
-        jobs = sorted(self.source.fine_tuning.jobs.list(limit=100), key=lambda j: (j.created_at, j.id))
+        # Oldest first: the source lists newest first in its exact order, where `created_at` (whole
+        # seconds) ties for jobs created together and ids are random.
+        jobs = list(self.source.fine_tuning.jobs.list(limit=100))[::-1]
         return [self.job(j) for j in jobs if not self.plan.only or j.id in self.plan.only]
 
     def _copy_file(self, file_id: str, what: str, report: JobReport) -> str | None:
