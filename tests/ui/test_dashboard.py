@@ -128,7 +128,9 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
     expect(page.locator("#n_epochs-error")).to_contain_text("n_epochs")
     expect(epochs).to_have_attribute("aria-invalid", "true")
     expect(epochs).to_be_focused()
-    epochs.fill("3")
+    # Long enough that, on a quiet machine too, the page polls several times while it trains
+    # (3 epochs ended between two polls in CI-like conditions, so the curve never "grew").
+    epochs.fill("20")
     page.get_by_role("button", name="Create job").click()
     job_id = flows.job_id_from_url(page)
 
