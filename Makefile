@@ -23,6 +23,7 @@ test: lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check api storage trainer serving tests bench
+	$(BIN)/ruff format --check api storage trainer serving tests bench
 	$(BIN)/mypy --strict --ignore-missing-imports api storage serving trainer/data
 
 openapi: $(STAMP)

@@ -230,6 +230,8 @@ projects_app = typer.Typer(
 app.add_typer(projects_app, name="projects")
 app.command("estimate")(estimate_command)
 projects_app.command("list")(projects_list)
+
+
 @app.command("migrate-from-openai")
 def migrate_from_openai(
     source_api_key: Annotated[

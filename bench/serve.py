@@ -23,6 +23,15 @@ at concurrency 1).
    under 1x is expected there; the >= 0.8x goal is a GPU goal and only printed).
 3. LoRA-server tax: base throughput on the `--enable-lora` server against the server without it
    (with LoRA enabled vLLM turns torch.compile off on the CPU).
+4. Why the hop costs what it costs. (a) vLLM's own counters (/metrics) around every run at
+   concurrency C: engine steps per request, tokens per step, prompt tokens, prefix-cache hits, and
+   vLLM's CPU per second of wall time next to its CPU per request. (b) What vLLM receives: the same
+   requests sent through bench.http_tap (a byte-for-byte TCP relay that records requests) straight
+   and through a second ftapi process pointed at the tap: connections used, other requests, chat
+   body fields and headers that differ. (c) The overhead comparisons again with the cores split by
+   thread affinity (every vLLM thread on CPU 0, ftapi and the load generator on CPU 1): the gap
+   left is the hop itself, the gap gone was contention. Run last, so nothing else is measured with
+   changed affinities.
 
 The sides of each comparison alternate within every round and the order rotates from round to
 round (direct, ftapi / ftapi, direct ...); at concurrency 1 they alternate request by request.
@@ -63,6 +72,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from bench.http_tap import HttpTap, TappedRequest
 from serving.vllm_server import ManagedVllmServer, VllmServerConfig
 
 BASE = "tiny-chat"
@@ -131,6 +141,7 @@ class Run:
     ttfts: list[float] = field(default_factory=list)
     bursts: list[bool] = field(default_factory=list)  # streamed answers whose first token came late
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of each watched process group
+    engine: dict[str, float] = field(default_factory=dict)  # vLLM /metrics counters, deltas over the run
 
     @property
     def rps(self) -> float:
@@ -143,6 +154,7 @@ class Target:
     url: str  # the server root
     headers: dict[str, str]
     watch: dict[str, list[psutil.Process]] = field(default_factory=dict)  # CPU time measured per run
+    metrics_url: str | None = None  # the vLLM server whose /metrics counters are read around a run
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -157,6 +169,54 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
 def process_tree(pid: int) -> list[psutil.Process]:
     root = psutil.Process(pid)
     return [root, *root.children(recursive=True)]
+
+
+# vLLM's Prometheus counters that tell how hard the engine worked: a step count (the histogram's
+# _count), tokens and prefix-cache lookups. Summed over their label sets.
+ENGINE_COUNTERS = {
+    "steps": "vllm:iteration_tokens_total_count",
+    "step_tokens": "vllm:iteration_tokens_total_sum",
+    "prompt_tokens": "vllm:prompt_tokens_total",
+    "generation_tokens": "vllm:generation_tokens_total",
+    "prefix_queries": "vllm:prefix_cache_queries_total",
+    "prefix_hits": "vllm:prefix_cache_hits_total",
+}
+
+
+async def engine_counters(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    async with http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    found = dict.fromkeys(ENGINE_COUNTERS, 0.0)
+    wanted = {metric: key for key, metric in ENGINE_COUNTERS.items()}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in wanted:
+            found[wanted[name]] += float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def pin_threads(pids: Sequence[int], cpus: set[int]) -> dict[int, set[int]]:
+    """Every thread of these processes onto `cpus`; returns each thread's affinity before.
+
+    Threads, not processes: sched_setaffinity acts on one thread, and vLLM's worker binds its OpenMP
+    thread itself. Threads started later inherit their creator's affinity.
+    """
+    before: dict[int, set[int]] = {}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            tid = int(task.name)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                before[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, cpus)
+    return before
+
+
+def restore_threads(before: dict[int, set[int]]) -> None:
+    for tid, cpus in before.items():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(tid, cpus)
 
 
 def request_body(model: str, i: int, max_tokens: int, stream: bool) -> dict[str, Any]:
@@ -218,11 +278,15 @@ async def load(
         for i in numbers:  # one iterator shared by all workers: each number is taken once
             await one_request(http, target, request_body(models[i % len(models)], i, max_tokens, stream), run)
 
+    engine = await engine_counters(http, target.metrics_url) if target.metrics_url else {}
     cpu = {name: cpu_seconds(procs) for name, procs in target.watch.items()}
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
     run.seconds = time.perf_counter() - started
     run.cpu = {name: cpu_seconds(procs) - cpu[name] for name, procs in target.watch.items()}
+    if target.metrics_url:
+        after = await engine_counters(http, target.metrics_url)
+        run.engine = {key: after[key] - engine[key] for key in engine}
     return run
 
 
@@ -293,6 +357,23 @@ def percentile(values: list[float], q: float) -> float:
 def cpu_ms(runs: list[Run], name: str) -> float:
     """Median over runs of a process group's CPU milliseconds per request."""
     return statistics.median(r.cpu[name] / len(r.latencies) for r in runs) * 1000
+
+
+def cpu_per_second(runs: list[Run], name: str) -> float:
+    """Median over runs of a process group's CPU seconds per second of wall time."""
+    return statistics.median(r.cpu[name] / r.seconds for r in runs)
+
+
+def engine_per_request(runs: list[Run], counter: str) -> float:
+    return statistics.median(r.engine[counter] / len(r.latencies) for r in runs)
+
+
+def tokens_per_step(runs: list[Run]) -> float:
+    return statistics.median(r.engine["step_tokens"] / max(r.engine["steps"], 1) for r in runs)
+
+
+def prefix_hit_rate(runs: list[Run]) -> float:
+    return statistics.median(r.engine["prefix_hits"] / max(r.engine["prefix_queries"], 1) for r in runs)
 
 
 def ms(seconds: float) -> str:
@@ -379,12 +460,13 @@ async def bench(args: argparse.Namespace) -> None:
 
             assert lora.pid is not None
             vllm_procs = process_tree(lora.pid)
-            direct = Target("direct", lora.url, {}, {"vllm": vllm_procs})
+            direct = Target("direct", lora.url, {}, {"vllm": vllm_procs}, metrics_url=lora.url)
             through = Target(
                 "ftapi",
                 ftapi.url,
                 {"Authorization": f"Bearer {KEY}"},
                 {"vllm": vllm_procs, "ftapi": [psutil.Process(ftapi.pid)]},
+                metrics_url=lora.url,
             )
             no_lora = Target("no-lora", plain.url, {})
             # Warm-up: first requests build the resolver's base path, open pools, touch every adapter.
@@ -403,6 +485,7 @@ async def bench(args: argparse.Namespace) -> None:
             st = await interleaved(
                 http, R, N1, T, {"direct": (direct, BASE, True), "ftapi": (through, BASE, True)}
             )
+            capture = await capture_requests(http, lora.url, data, ftapi_env, C, T, stack)
             t1 = time.perf_counter()
             lo = await alternate(
                 R,
@@ -415,19 +498,118 @@ async def bench(args: argparse.Namespace) -> None:
             t2 = time.perf_counter()
             tax = await alternate(R, {"lora": side(direct, [BASE], C), "plain": side(no_lora, [BASE], C)})
             t3 = time.perf_counter()
+            # Last, so that nothing else runs with changed affinities: the overhead comparisons with the
+            # cores split, every vLLM thread on CPU 0, ftapi and this load generator on CPU 1. What is
+            # left of the gap then is the hop itself, not contention.
+            assert plain.pid is not None
+            vllm_pids = [p.pid for p in vllm_procs + process_tree(plain.pid)]
+            pinned = pin_threads(vllm_pids, {0}) | pin_threads([ftapi.pid, os.getpid()], {1})
+            try:
+                pc1 = await interleaved(
+                    http, R, N1, T, {"direct": (direct, BASE, False), "ftapi": (through, BASE, False)}
+                )
+                pcc = await alternate(
+                    R, {"direct": side(direct, [BASE], C), "ftapi": side(through, [BASE], C)}
+                )
+            finally:
+                restore_threads(pinned)
+            t4 = time.perf_counter()
 
-    report(args, setup_seconds, (t1 - t0, t2 - t1, t3 - t2), c1, cc, st, lo, tax)
+    phases = (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+    report(args, setup_seconds, phases, c1, cc, st, lo, tax, pc1, pcc, capture)
+
+
+@dataclass
+class Capture:
+    """What vLLM received for the same requests sent straight and through ftapi (via HttpTap)."""
+
+    requests: dict[str, list[TappedRequest]]
+    opened: dict[str, int]  # connections opened during the measurement (the warm-up opened a pool)
+
+    def connections(self, side: str) -> int:
+        """Distinct connections that carried the side's requests."""
+        return len({r.connection for r in self.requests[side]})
+
+    def chat(self, side: str) -> list[TappedRequest]:
+        return [r for r in self.requests[side] if r.path == "/v1/chat/completions"]
+
+    def other_paths(self, side: str) -> list[str]:
+        return sorted({f"{r.method} {r.path}" for r in self.requests[side]} - {"POST /v1/chat/completions"})
+
+    def body_differences(self) -> list[str]:
+        """Fields whose values differ between the two sides' bodies for the same prompt, where
+        `stream: false` counts as absent (its default)."""
+
+        def by_prompt(side: str) -> dict[str, dict[str, Any]]:
+            bodies = (r.json() for r in self.chat(side))
+            return {
+                json.dumps(b["messages"]): {k: v for k, v in b.items() if not (k == "stream" and v is False)}
+                for b in bodies
+            }
+
+        direct, through = by_prompt("direct"), by_prompt("ftapi")
+        found: set[str] = set() if direct.keys() == through.keys() else {"messages"}
+        for prompt in direct.keys() & through.keys():
+            a, b = direct[prompt], through[prompt]
+            found |= {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        return sorted(found)
+
+    def header_differences(self) -> list[str]:
+        ignore = {"host", "content-length", "authorization"}
+        a, b = self.chat("direct")[0].headers, self.chat("ftapi")[0].headers
+        return sorted(
+            f"{name}: {a.get(name, '-')} / {b.get(name, '-')}"
+            for name in (a.keys() | b.keys()) - ignore
+            if a.get(name) != b.get(name)
+        )
+
+
+async def capture_requests(
+    http: aiohttp.ClientSession,
+    vllm_url: str,
+    data: Path,
+    ftapi_env: dict[str, str],
+    concurrency: int,
+    max_tokens: int,
+    stack: contextlib.AsyncExitStack,
+) -> Capture:
+    """The same 2 x `concurrency` requests sent through a tap in front of vLLM, straight and through a
+    second ftapi process that points at the tap (the measured ftapi keeps its direct route)."""
+    from tests.support.server import run_server
+
+    host, port = vllm_url.removeprefix("http://").rsplit(":", 1)
+    tap = HttpTap(host, int(port))
+    await tap.start()
+    stack.push_async_callback(tap.aclose)
+    # Same data directory, its own log: the tapped ftapi resolves tiny-chat as the measured one does.
+    tapped_env = ftapi_env | {"FTAPI_VLLM__URL": tap.url}
+    tapped = await asyncio.to_thread(stack.enter_context, run_server(data, tapped_env, log_name="tapped.log"))
+    targets = {
+        "direct": Target("direct", tap.url, {}),
+        "ftapi": Target("ftapi", tapped.url, {"Authorization": f"Bearer {KEY}"}),
+    }
+    requests: dict[str, list[TappedRequest]] = {}
+    opened: dict[str, int] = {}
+    for side, target in targets.items():
+        await load(http, target, [BASE], concurrency, concurrency, max_tokens)  # warm-up: pools open
+        tap.reset()
+        await load(http, target, [BASE], 2 * concurrency, concurrency, max_tokens)
+        requests[side], opened[side] = list(tap.requests), tap.connections
+    return Capture(requests, opened)
 
 
 def report(
     args: argparse.Namespace,
     setup_seconds: float,
-    phase_seconds: tuple[float, float, float],
+    phase_seconds: tuple[float, float, float, float],
     c1: dict[str, list[Run]],
     cc: dict[str, list[Run]],
     st: dict[str, list[Run]],
     lo: dict[str, list[Run]],
     tax: dict[str, list[Run]],
+    pc1: dict[str, list[Run]],
+    pcc: dict[str, list[Run]],
+    capture: Capture,
 ) -> None:
     N, N1, R, C, T = args.requests, args.requests_c1, args.rounds, args.concurrency, args.max_tokens
     rows: list[tuple[str, str, str, str]] = []  # figure, value, goal, met
@@ -457,6 +639,54 @@ def report(
             f"{cpu_ms(runs['ftapi'], 'ftapi'):.1f}, {cpu_ms(runs['ftapi'], 'vllm'):.1f} / "
             f"{cpu_ms(runs['direct'], 'vllm'):.1f} ms",
         )
+    # Why vLLM spends more CPU per request through ftapi: its CPU per wall second (polling
+    # included) and its engine steps per request, from its own counters.
+    row(
+        f"  vLLM CPU per wall second, c={C}: via ftapi / direct",
+        f"{cpu_per_second(cc['ftapi'], 'vllm'):.2f} / {cpu_per_second(cc['direct'], 'vllm'):.2f} s/s",
+    )
+    row(
+        f"  vLLM engine steps per request, c={C}: via ftapi / direct",
+        f"{engine_per_request(cc['ftapi'], 'steps'):.1f} / {engine_per_request(cc['direct'], 'steps'):.1f}",
+    )
+    row(
+        f"  tokens per engine step (batch), c={C}: via ftapi / direct",
+        f"{tokens_per_step(cc['ftapi']):.1f} / {tokens_per_step(cc['direct']):.1f}",
+    )
+    row(
+        f"  prompt tokens per request; prefix-cache hit rate, c={C}: via ftapi / direct",
+        f"{engine_per_request(cc['ftapi'], 'prompt_tokens'):.0f} / "
+        f"{engine_per_request(cc['direct'], 'prompt_tokens'):.0f}; "
+        f"{prefix_hit_rate(cc['ftapi']):.0%} / {prefix_hit_rate(cc['direct']):.0%}",
+    )
+    for label, runs in (("non-streaming c=1", pc1), (f"non-streaming c={C}", pcc)):
+        ratio = paired_ratio(runs["ftapi"], runs["direct"])
+        row(
+            f"pinned (vLLM CPU 0; ftapi + load CPU 1): ftapi/direct req/s, {label} "
+            f"({median_rps(runs['ftapi']):.1f} vs {median_rps(runs['direct']):.1f})",
+            f"{ratio:.3f}x",
+        )
+        row(
+            f"  CPU per request: ftapi, vLLM via ftapi / direct, pinned, {label}",
+            f"{cpu_ms(runs['ftapi'], 'ftapi'):.1f}, {cpu_ms(runs['ftapi'], 'vllm'):.1f} / "
+            f"{cpu_ms(runs['direct'], 'vllm'):.1f} ms",
+        )
+    row(
+        f"  vLLM engine steps per request, pinned, c={C}: via ftapi / direct",
+        f"{engine_per_request(pcc['ftapi'], 'steps'):.1f} / {engine_per_request(pcc['direct'], 'steps'):.1f}",
+    )
+    row(
+        f"requests vLLM received ({2 * C} sent at c={C}): connections used (opened), via ftapi / direct",
+        f"{capture.connections('ftapi')} ({capture.opened['ftapi']}) / "
+        f"{capture.connections('direct')} ({capture.opened['direct']})",
+    )
+    row(
+        "  chat requests; other requests vLLM received through ftapi",
+        f"{len(capture.chat('ftapi'))} / {len(capture.chat('direct'))}; "
+        f"{', '.join(capture.other_paths('ftapi')) or 'none'}",
+    )
+    row("  chat body fields that differ", ", ".join(capture.body_differences()) or "none")
+    row("  headers that differ (direct / via ftapi)", "; ".join(capture.header_differences()) or "none")
     d_ttft, f_ttft = pooled(st["direct"], "ttfts"), pooled(st["ftapi"], "ttfts")
     for q, name in ((50, "median"), (90, "p90")):
         added = percentile(f_ttft, q) - percentile(d_ttft, q)
@@ -502,7 +732,8 @@ def report(
     )
     print(
         f"time: setup {setup_seconds:.0f} s, ftapi overhead {phase_seconds[0]:.0f} s, "
-        f"multi-LoRA {phase_seconds[1]:.0f} s, LoRA-server tax {phase_seconds[2]:.0f} s"
+        f"multi-LoRA {phase_seconds[1]:.0f} s, LoRA-server tax {phase_seconds[2]:.0f} s, "
+        f"pinned overhead {phase_seconds[3]:.0f} s"
     )
     widths = [max(len(r[i]) for r in [("figure", "value", "goal", "met"), *rows]) for i in range(4)]
     line = "  ".join("-" * w for w in widths)

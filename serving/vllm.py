@@ -22,11 +22,12 @@ from typing import Any
 
 import aiohttp
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from serving.cache import check_weights_dir
 from serving.errors import EngineError, EngineRequestError, EngineUnavailable, UpstreamError
 from serving.models import LocalModel
+from serving.process import parse_cpu_list
 from serving.vllm_env import ensure_vllm_env
 from serving.vllm_server import ManagedVllmServer, VllmServerConfig
 
@@ -54,6 +55,16 @@ class VllmConfig(BaseModel):
     max_model_len: int = 512
     env_dir: Path | None = None  # the managed server's venv (default: serving.vllm_env)
     startup_timeout: float = 300
+    # The managed server's CPUs ("0-13"): on a small CPU host, leaving the API a core of its own keeps
+    # vLLM's busy-polling processes from starving it (bench.serve measures both ways).
+    cpus: str | None = None
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpu_list(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cpu_list(value)
+        return value
 
 
 class VllmEngine:
@@ -323,6 +334,7 @@ async def start_vllm_engine(
             max_lora_rank=config.max_lora_rank,
             max_loras=config.max_loras,
             max_model_len=config.max_model_len,
+            cpus=parse_cpu_list(config.cpus) if config.cpus else None,
         )
     )
     await server.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from serving.process import die_with_parent
+from serving.process import child_setup
 
 log = structlog.get_logger()
 
@@ -40,6 +41,9 @@ class VllmServerConfig:
     max_model_len: int = 512
     kv_cache_gib: int = 1  # VLLM_CPU_KVCACHE_SPACE; vLLM's CPU default (4 GiB) is sized for real models
     extra_args: tuple[str, ...] = field(default=())
+    # The CPUs the server's processes may run on (None: all). vLLM binds its worker's OpenMP threads
+    # inside this set; the cores left out are free for the API in front of it.
+    cpus: frozenset[int] | None = None
 
     def command(self) -> list[str]:
         # `python -m`, not the `vllm` script: the script's metadata is named vllm-cpu and fails.
@@ -117,7 +121,7 @@ class ManagedVllmServer:
                 stderr=asyncio.subprocess.STDOUT,
                 env=self.config.environment(),
                 start_new_session=True,  # its own process group, see the module docstring
-                preexec_fn=die_with_parent,  # no orphan keeps the port
+                preexec_fn=functools.partial(child_setup, self.config.cpus),  # no orphan keeps the port
             )
         log.info("vllm.started", pid=proc.pid, port=self.config.port, log_path=str(self.config.log_path))
         return proc

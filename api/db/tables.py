@@ -175,6 +175,8 @@ class CheckpointPermissionRow(Base):
     owner_project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class WebhookEndpointRow(Base):
     """Where a project's events go (`/v1/webhook_endpoints`). The signing secret is kept as given
     out: deliveries are signed with it (like storage keys, it is protected by the database's access)."""

@@ -29,9 +29,7 @@ def clean_filename(name: str, *, param: str) -> str:
     if base in ("", ".", ".."):
         raise InvalidRequest("The filename must name a file, not a directory.", param=param)
     if len(base) > MAX_FILENAME_CHARS:
-        raise InvalidRequest(
-            f"The filename is longer than {MAX_FILENAME_CHARS} characters.", param=param
-        )
+        raise InvalidRequest(f"The filename is longer than {MAX_FILENAME_CHARS} characters.", param=param)
     return base
 
 

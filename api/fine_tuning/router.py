@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -15,6 +15,7 @@ from api.fine_tuning.schemas import (
     FineTuningJobCreateParams,
     FineTuningJobEventList,
     FineTuningJobList,
+    JobStatus,
 )
 from api.fine_tuning.service import JobService
 from api.models.router import ResolverDep
@@ -47,6 +48,15 @@ def metadata_filter(request: Request) -> dict[str, str] | None:
     return found or None
 
 
+def status_filter(status: str | None) -> str | None:
+    # Checked here rather than by a Literal query type: the message names the valid statuses.
+    if status is not None and status not in get_args(JobStatus):
+        raise InvalidRequest(
+            f"Invalid status {status!r}: expected one of {', '.join(get_args(JobStatus))}.", param="status"
+        )
+    return status
+
+
 @router.post("", response_model=FineTuningJob)
 async def create_job(
     params: FineTuningJobCreateParams, jobs: Jobs, idempotency_key: IdempotencyKey = None
@@ -70,9 +80,15 @@ async def list_jobs(
     jobs: Jobs,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: Annotated[
+        str | None,
+        Query(description="ftapi extension: only jobs in this status (the dashboard's filter)."),
+    ] = None,
 ) -> FineTuningJobList:
-    """List this project's jobs, newest first; filter with `metadata[k]=v`."""
-    return await jobs.list(after=after, limit=limit, metadata=metadata_filter(request))
+    """List this project's jobs, newest first; filter with `metadata[k]=v` and `status`."""
+    return await jobs.list(
+        after=after, limit=limit, metadata=metadata_filter(request), status=status_filter(status)
+    )
 
 
 @router.get("/{job_id}", response_model=FineTuningJob)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 Auto = Literal["auto"]
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
 MAX_SEED = 2_147_483_647
 # OpenAI's rule; it also keeps `ft:{model}:{project}:{suffix}:{id}` names parseable (no ':').
 _SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -123,7 +124,7 @@ class FineTuningJob(BaseModel):
     organization_id: str
     result_files: list[str]
     seed: int
-    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+    status: JobStatus
     trained_tokens: int | None = None
     training_file: str
     validation_file: str | None = None

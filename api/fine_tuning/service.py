@@ -290,17 +290,21 @@ class JobService:
         return self._object(await self._row(job_id))
 
     async def list(
-        self, *, after: str | None, limit: int, metadata: dict[str, str] | None
+        self, *, after: str | None, limit: int, metadata: dict[str, str] | None, status: str | None = None
     ) -> FineTuningJobList:
         rows = list(await self.repo.all_newest_first())
-        if metadata is not None:
-            # Per-project job counts are small; filtering here keeps the JSON query portable.
-            rows = [r for r in rows if all((r.job_metadata or {}).get(k) == v for k, v in metadata.items())]
         if after is not None:
+            # Found among all jobs, not only the matching ones: a job that changed status since the
+            # last page still marks where that page ended.
             ids = [r.id for r in rows]
             if after not in ids:
                 raise InvalidRequest(f"No such fine-tuning job: {after}", param="after")
             rows = rows[ids.index(after) + 1 :]
+        # Per-project job counts are small; filtering here keeps the JSON query portable.
+        if metadata is not None:
+            rows = [r for r in rows if all((r.job_metadata or {}).get(k) == v for k, v in metadata.items())]
+        if status is not None:
+            rows = [r for r in rows if r.status == status]
         return FineTuningJobList(data=[self._object(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def _move(

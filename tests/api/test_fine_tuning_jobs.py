@@ -177,6 +177,23 @@ def test_list_pagination_and_metadata_filter(client: openai.OpenAI) -> None:
     assert [j.id for j in last.data] == [ids[0]] and last.has_more is False
 
 
+def test_list_filters_by_status_an_ftapi_extension(client: openai.OpenAI) -> None:
+    fid = upload(client, chat_jsonl(12))
+    kept, cancelled = (client.fine_tuning.jobs.create(model="tiny-chat", training_file=fid) for _ in range(2))
+    client.fine_tuning.jobs.cancel(cancelled.id)
+    only_cancelled = client.fine_tuning.jobs.list(limit=100, extra_query={"status": "cancelled"})
+    assert cancelled.id in [j.id for j in only_cancelled] and kept.id not in [j.id for j in only_cancelled]
+    assert {j.status for j in only_cancelled} == {"cancelled"}
+    # `after` is found among all jobs: the page after a job of another status still works.
+    after_kept = client.fine_tuning.jobs.list(after=kept.id, extra_query={"status": "cancelled"})
+    assert cancelled.id not in [j.id for j in after_kept]  # created after `kept`: on an earlier page
+    with pytest.raises(openai.BadRequestError) as err:
+        client.fine_tuning.jobs.list(extra_query={"status": "done"})
+    assert err.value.body["param"] == "status"  # type: ignore[index]
+    assert "expected one of validating_files, queued, running" in err.value.message
+    client.fine_tuning.jobs.cancel(kept.id)
+
+
 def test_cancel_and_invalid_moves_are_400_without_retry(server: RunningServer, api_key: str) -> None:
     attempts: list[str] = []
     http = httpx.Client(event_hooks={"request": [lambda r: attempts.append(r.url.path)]})

@@ -314,8 +314,20 @@ def test_upload_filename_is_cleaned_and_downloads_with_a_safe_disposition(client
 @pytest.mark.parametrize(
     "suffix",
     ["a:b", "a/b", "a b", "a\nb", "a\x00b", "a?b", "a#b", "a%b", "x" * 65, "\u00fcber", "trail\n", ""],
-    ids=["colon", "slash", "space", "newline", "nul", "question", "hash", "percent", "65_chars", "non_ascii",
-         "trailing_newline", "empty"],
+    ids=[
+        "colon",
+        "slash",
+        "space",
+        "newline",
+        "nul",
+        "question",
+        "hash",
+        "percent",
+        "65_chars",
+        "non_ascii",
+        "trailing_newline",
+        "empty",
+    ],
 )
 def test_bad_suffix_is_400(suffix: str, client: openai.OpenAI) -> None:
     training_file = client.files.create(file=("t.jsonl", chat_jsonl()), purpose="fine-tune").id

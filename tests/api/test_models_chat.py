@@ -161,7 +161,9 @@ def assert_announced_names_resolve(client: openai.OpenAI, tuned: Tuned) -> None:
         assert answer.model == (tuned.model if checkpoint is final else name)
     messages, expected = held_out_prompts()[0]
     alias = client.chat.completions.create(
-        model=announced[final.step_number], messages=messages, temperature=0  # type: ignore[arg-type]
+        model=announced[final.step_number],
+        messages=messages,  # type: ignore[arg-type]
+        temperature=0,
     )
     assert (alias.choices[0].message.content or "").strip() == expected
 

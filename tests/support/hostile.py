@@ -143,9 +143,7 @@ BOUNDARY = "hostileboundary7MA4YWxkTrZu0gW"
 
 
 def field(name: str, value: str) -> bytes:
-    return (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    )
+    return f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
 
 
 def file_field(name: str, filename: bytes, data: bytes, ctype: str = "application/jsonl") -> bytes:

@@ -136,6 +136,7 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
 
     # The curve grows while the job runs (points arrive by polling, without a reload).
     seen: set[int] = set()
+    etas: list[str] = []
     deadline = time.monotonic() + 1200
     status = ""
     while len(seen) < 2 and time.monotonic() < deadline:
@@ -144,8 +145,11 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
             break
         if status == "running" and flows.chart_points(page) > 0:
             seen.add(flows.chart_points(page))
+            etas.append(page.locator("#fact-eta dd").inner_text())
         page.wait_for_timeout(300)
     assert len(seen) >= 2, f"the loss chart did not grow while running ({status}): {sorted(seen)}"
+    # Once two steps are known, the time left is estimated from their pace.
+    assert any(re.fullmatch(r"about \d.*", eta) for eta in etas), etas
 
     # Pause (the trainer saves a checkpoint and exits), then resume from it.
     page.get_by_role("button", name="Pause").click()
@@ -168,6 +172,12 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
     done = client.fine_tuning.jobs.retrieve(job_id)
     assert done.fine_tuned_model
     expect(page.locator("#fine-tuned-model")).to_have_text(done.fine_tuned_model)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.locator("#summary").get_by_role("button", name=f"Copy: {done.fine_tuned_model}").click()
+    expect(
+        page.locator("#summary").get_by_role("button", name=f"Copy: {done.fine_tuned_model}")
+    ).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == done.fine_tuned_model
     expect(page.locator("#fact-progress")).to_contain_text(re.compile(r"step (\d+) / \1"))
     final_points = flows.chart_points(page)
     assert final_points >= max(seen)
@@ -228,6 +238,13 @@ def test_a_job_from_the_form_to_the_playground(server: RunningServer, page: Page
     expect(page.locator(f'#jobs-table tr[data-job="{second.id}"]')).to_be_visible()
     flows.go(page, "Models")
     expect(page.locator(f'tr[data-model="{done.fine_tuned_model}"]')).to_contain_text("transformers")
+
+    # Delete (confirmed in the dialog): the row goes and the model stops answering.
+    page.get_by_role("button", name=f"Delete {done.fine_tuned_model}").click()
+    expect(page.locator(f'tr[data-model="{done.fine_tuned_model}"]')).to_have_count(0)
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve(done.fine_tuned_model)
+    expect(page.locator('tr[data-model="tiny-chat"]')).to_be_visible()
 
 
 def test_jobs_appear_without_reload_and_filter_by_metadata(server: RunningServer, page: Page) -> None:

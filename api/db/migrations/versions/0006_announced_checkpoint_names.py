@@ -17,9 +17,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("fine_tuning_job_checkpoints", schema=None) as batch_op:
         batch_op.add_column(sa.Column("announced_name", sa.String(length=512), nullable=True))
-        batch_op.create_index(
-            batch_op.f("ix_fine_tuning_job_checkpoints_announced_name"), ["announced_name"]
-        )
+        batch_op.create_index(batch_op.f("ix_fine_tuning_job_checkpoints_announced_name"), ["announced_name"])
 
 
 def downgrade() -> None:

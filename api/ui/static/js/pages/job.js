@@ -81,11 +81,13 @@ export async function render(root, [jobId]) {
       section("Loss", "loss", lossBox, h("p", { class: "muted" }, "Lines: every logging step. Dots: full validation at epoch ends.")),
       section("Token accuracy", "accuracy", accBox)),
     section("Events", "events", logWrap),
+    // The evaluation and checkpoint tables are wide (a column per metric): full width, so at
+    // 1280 px none of their columns is cut off.
+    section("Evaluation: base vs fine-tuned", "eval", evaluation),
+    section("Checkpoints", "ckpts", checkpoints),
     h("div", { class: "grid2" },
       section("Hyperparameters", "hyper", hyper),
-      section("Evaluation: base vs fine-tuned", "eval", evaluation)),
-    section("Checkpoints", "ckpts", checkpoints),
-    section("Result files", "results", results));
+      section("Result files", "results", results)));
 
   const lossChart = new MetricChart(lossBox, "Loss", ["train_loss", "valid_loss", "full_valid_loss"]);
   const accChart = new MetricChart(accBox, "Token accuracy",
@@ -130,7 +132,7 @@ export async function render(root, [jobId]) {
         fact("Progress", total
           ? [h("progress", { max: total, value: step, "aria-label": "Training progress" }), ` step ${step} / ${total}`]
           : "—", "progress"),
-        fact("ETA", left !== null ? `about ${fmtDuration(left)}` : finish || "—"),
+        fact("ETA", left !== null ? `about ${fmtDuration(left)}` : finish || "—", "eta"),
         fact("Created", fmtTime(job.created_at)),
         fact("Finished", fmtTime(job.finished_at)),
         fact("Trained tokens", fmtNumber(job.trained_tokens)),

@@ -1,5 +1,6 @@
 // Jobs: this project's fine-tuning jobs, newest first, refreshed every few seconds while visible.
-// Status is filtered here (the API filters by metadata only, as OpenAI's does).
+// Both filters are the API's: `metadata[k]=v` as OpenAI's, `status` an ftapi extension, so a status
+// filter finds old jobs too, not only those among the newest 100.
 import { get } from "../api.js";
 import { clear, errorBox, fmtDuration, fmtNumber, fmtTime, h, statusBadge } from "../dom.js";
 import { poll } from "../poll.js";
@@ -53,6 +54,7 @@ export async function render(root, _params, query) {
 
   async function refresh() {
     const q = { limit: 100 };
+    if (filter.status) q.status = filter.status;
     for (const [k, v] of Object.entries(filter.metadata)) q[`metadata[${k}]`] = v;
     let page;
     try {
@@ -61,8 +63,7 @@ export async function render(root, _params, query) {
       clear(body, errorBox(err));
       throw err;
     }
-    const jobs = page.data.filter((j) => !filter.status || j.status === filter.status);
-    clear(body, table(jobs, page.has_more));
+    clear(body, table(page.data, page.has_more));
   }
 
   return poll(refresh, REFRESH_MS);
