@@ -22,7 +22,6 @@ from api.settings import Settings
 from storage import BlobStore
 
 log = structlog.get_logger()
-VALIDATION_LEASE_SECONDS = 600
 
 
 class Dispatcher:
@@ -49,10 +48,11 @@ class Dispatcher:
             now = int(time.time())
             active = await watch_runs(session, self.settings, self.executor, self.worker_id, self.store)
             await recover_orphans(session, self.settings, now, self.executor, self.worker_id, self.store)
-            job = await claim(session, "validating_files", self.worker_id, VALIDATION_LEASE_SECONDS, now)
+            lease = self.settings.run_lease_seconds  # renewed while the files are read
+            job = await claim(session, "validating_files", self.worker_id, lease, now)
             if job is not None:
                 try:
-                    await validate_job(session, self.store, self.catalogue, job)
+                    await validate_job(session, self.store, self.catalogue, job, lease)
                 except Exception:
                     # The lease runs out and another attempt is made; the log says why this one failed.
                     log.exception("job.validation_error", job_id=job.id)
@@ -61,8 +61,7 @@ class Dispatcher:
                 return False  # queued jobs wait for a free slot
             if not await self.executor_ready():
                 return False  # queued jobs wait for the executor (the log said why)
-            # The run lease, not the validation one: a worker that dies between this claim and
-            # the start must not hold the job for ten minutes (starting a run takes seconds).
+            # A worker that dies between this claim and the start holds the job for one lease only.
             job = await claim(session, "queued", self.worker_id, self.settings.run_lease_seconds, now)
             if job is None:
                 return False

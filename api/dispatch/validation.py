@@ -1,10 +1,13 @@
 """The `validating_files` stage: full semantic validation of a job's files with the shared validator.
 
-Run by the dispatcher (any process may die mid-way: the lease expires and another takes over).
+Run by the dispatcher (any process may die mid-way: the lease expires and another takes over). The
+lease is short (the run lease) and renewed while a file is read, so a big file keeps it and a dead
+worker's job is taken over within a lease, not after a fixed ten minutes.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
@@ -23,10 +26,38 @@ log = structlog.get_logger()
 MIN_TRAINING_EXAMPLES = 10
 
 
-async def _validate_blob(store: BlobStore, key: str, **kwargs: Any) -> ValidationReport:
+class ValidationAbandoned(Exception):
+    """The job left `validating_files` while its files were read (cancelled): stop reading."""
+
+
+class ValidationLease:
+    """Renews this worker's lease on a job while its files are read, a third of a lease at a time."""
+
+    def __init__(self, session: AsyncSession, job_id: str, seconds: int) -> None:
+        self.session = session
+        self.job_id = job_id
+        self.seconds = seconds
+        self.next_renewal = time.monotonic() + seconds / 3
+
+    async def keep(self) -> None:
+        if time.monotonic() < self.next_renewal:
+            return
+        renewed = await transition(
+            self.session, self.job_id, {"validating_files"}, lease_until=int(time.time()) + self.seconds
+        )
+        await self.session.commit()
+        if not renewed:
+            raise ValidationAbandoned(self.job_id)
+        self.next_renewal = time.monotonic() + self.seconds / 3
+
+
+async def _validate_blob(
+    store: BlobStore, key: str, lease: ValidationLease, **kwargs: Any
+) -> ValidationReport:
     validator = StreamingValidator(count_tokens=False, max_problems=1, **kwargs)
     async for chunk in store.open_stream(key):
         validator.feed(chunk)
+        await lease.keep()
     return validator.finish()
 
 
@@ -43,7 +74,23 @@ def _failure(report: ValidationReport, param: str) -> dict[str, str]:
 
 
 async def validate_job(
-    session: AsyncSession, store: BlobStore, catalogue: Catalogue, job: FineTuningJobRow
+    session: AsyncSession, store: BlobStore, catalogue: Catalogue, job: FineTuningJobRow, lease_seconds: int
+) -> None:
+    """Validate `job`'s files (claimed for `lease_seconds`) and queue or fail it; a job cancelled
+    meanwhile is left as it is."""
+    lease = ValidationLease(session, job.id, lease_seconds)
+    try:
+        await _validate_files(session, store, catalogue, job, lease)
+    except ValidationAbandoned:
+        log.info("job.validation_abandoned", job_id=job.id)
+
+
+async def _validate_files(
+    session: AsyncSession,
+    store: BlobStore,
+    catalogue: Catalogue,
+    job: FineTuningJobRow,
+    lease: ValidationLease,
 ) -> None:
     expected = "preference" if job.method == "dpo" else "chat"
     entry = catalogue.get(base_model_id(job))
@@ -59,6 +106,7 @@ async def validate_job(
         report = await _validate_blob(
             store,
             file.storage_key,
+            lease,
             expected_format=expected,
             min_examples=MIN_TRAINING_EXAMPLES if param == "training_file" else None,
         )
