@@ -113,7 +113,9 @@ def finishes_from(client: openai.OpenAI, job_id: str, step: int, last_step: int)
     done = wait_for_status(client, job_id, {"succeeded", "failed", "cancelled"}, timeout=300)
     assert done.status == "succeeded", done.error
     messages = [e.message for e in events_oldest_first(client, job_id)]
-    resumed = messages.index(f"Fine-tuning job resumed from the checkpoint at step {step}")
+    expected = f"Fine-tuning job resumed from the checkpoint at step {step}"
+    assert expected in messages, [m for m in messages if not m.startswith("Step ")]
+    resumed = messages.index(expected)
     steps_after = [int(m.split()[1].split("/")[0]) for m in messages[resumed:] if m.startswith("Step ")]
     assert steps_after and min(steps_after) > step and max(steps_after) == last_step
     assert messages.count("Fine-tuning job started") == 1
