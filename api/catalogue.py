@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from api.model_templates import TemplateCheck, check_source
 from storage import BlobStore
-from storage.model_folders import stored_manifests
+from storage.model_folders import UnsafeModelFolder, stored_manifests, stored_prefix
 from trainer.spec import LoraSettings, TrainingOptions
 
 log = structlog.get_logger()
@@ -61,6 +61,8 @@ class Catalogue:
         self._entries = {e.id: e for e in entries}
         self._stored: dict[str, BaseModelEntry] = {}
         self._templates = {e.id: check_source(e.id, e.source) for e in entries}
+        # Models in storage are checked when imported; the check travels in their manifest.
+        self._stored_templates: dict[str, TemplateCheck] = {}  # by storage prefix
 
     @classmethod
     def load(cls, path: Path | None) -> Catalogue:
@@ -75,27 +77,43 @@ class Catalogue:
     async def refresh(self, store: BlobStore) -> None:
         """Read the entries of the models imported into storage again (the file part stays)."""
         stored = {}
+        templates = {}
         for manifest in await stored_manifests(store):
             try:
                 entry = BaseModelEntry.model_validate(manifest["entry"])
-            except (ValidationError, KeyError, TypeError) as exc:
+                prefix = stored_prefix(entry.source)
+            except (ValidationError, KeyError, TypeError, UnsafeModelFolder) as exc:
                 log.warning("catalogue.stored_entry_invalid", model=manifest.get("id"), error=str(exc)[:300])
                 continue
+            if prefix is not None:  # a file entry may name the same folder: it shares the check
+                templates[prefix] = TemplateCheck.from_manifest(manifest.get("template_check"))
             if entry.id in self._entries:
                 log.warning("catalogue.stored_entry_shadowed", model=entry.id)
                 continue
             stored[entry.id] = entry
         self._stored = stored
+        self._stored_templates = templates
 
     def get(self, model_id: str) -> BaseModelEntry | None:
         return self._entries.get(model_id) or self._stored.get(model_id)
 
     def template(self, model_id: str) -> TemplateCheck:
-        """Whether the model's chat template can be trained (checked once, at load)."""
+        """Whether the model's chat template can be trained (checked once, at load or at import)."""
+        entry = self.get(model_id)
+        prefix = _prefix_or_none(entry.source) if entry is not None else None
+        if prefix is not None:
+            return self._stored_templates.get(prefix, TemplateCheck())
         return self._templates.get(model_id, TemplateCheck())
 
     def all(self) -> list[BaseModelEntry]:
         return list(self._entries.values()) + sorted(self._stored.values(), key=lambda e: e.id)
+
+
+def _prefix_or_none(source: str) -> str | None:
+    try:
+        return stored_prefix(source)
+    except UnsafeModelFolder:  # the resolver refuses it when a job or the engine needs it
+        return None
 
 
 async def load_catalogue(path: Path | None, store: BlobStore) -> Catalogue:

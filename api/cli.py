@@ -172,7 +172,7 @@ def models_import(
         "lora_r": lora_r,
     }
     try:
-        entry = asyncio.run(import_model(_settings(), folder, name, options))
+        imported = asyncio.run(import_model(_settings(), folder, name, options))
     except (ImportRefused, StorageError) as exc:
         typer.echo(f"ftapi models import: {exc}", err=True)
         raise typer.Exit(code=1) from None
@@ -180,12 +180,19 @@ def models_import(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         typer.echo(f"ftapi models import: {problems}", err=True)
         raise typer.Exit(code=1) from None
+    entry = imported.entry
     typer.echo(json.dumps(entry.model_dump(), indent=2))
     typer.echo(
         f"Imported {entry.id} ({entry.source}); running servers offer it within "
         "FTAPI_CATALOGUE_REFRESH_SECONDS (30 s).",
         err=True,
     )
+    if imported.template.problem is not None:
+        typer.echo(
+            f"Warning: it can be served but not fine-tuned here: {imported.template.problem}", err=True
+        )
+    elif imported.template.system_problem is not None:
+        typer.echo(f"Note: {imported.template.system_problem}", err=True)
 
 
 @app.command()

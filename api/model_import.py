@@ -7,10 +7,12 @@ API replica and worker sharing that storage offers the model, without a catalogu
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from api.catalogue import BaseModelEntry, Catalogue
+from api.model_templates import TemplateCheck, check_source
 from api.settings import Settings
 from storage.factory import build_store
 from storage.model_folders import import_folder
@@ -20,6 +22,12 @@ DEFAULT_MAX_LENGTH = 2048
 
 class ImportRefused(Exception):
     """The folder or the options cannot be imported; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    entry: BaseModelEntry  # as servers will read it
+    template: TemplateCheck  # recorded in the manifest: job creation refuses an untrainable template
 
 
 def catalogue_entry(folder: Path, model_id: str, options: dict[str, Any]) -> BaseModelEntry:
@@ -43,16 +51,25 @@ def catalogue_entry(folder: Path, model_id: str, options: dict[str, Any]) -> Bas
 
 async def import_model(
     settings: Settings, folder: Path, model_id: str, options: dict[str, Any]
-) -> BaseModelEntry:
-    """Upload `folder` as `model_id`; returns its catalogue entry as servers will read it.
+) -> ImportedModel:
+    """Upload `folder` as `model_id`, with the check of its chat template (done here, where the
+    folder is local: servers never hold a stored model's files until a job or the engine needs them).
 
+    A model with an untrainable template is imported all the same: it can still be served.
     Raises ImportRefused, storage.model_folders.UnsafeModelFolder or ModelExists."""
     if Catalogue.load(settings.models_file).get(model_id) is not None:
         raise ImportRefused(f"The catalogue file already offers a model named {model_id}.")
     entry = catalogue_entry(folder, model_id, options)
+    template = check_source(model_id, str(folder))
     store = build_store(settings.store_config)
     try:
-        manifest = await import_folder(store, folder, model_id, entry.model_dump(exclude={"id", "source"}))
+        manifest = await import_folder(
+            store,
+            folder,
+            model_id,
+            entry.model_dump(exclude={"id", "source"}),
+            annotations={"template_check": template.to_manifest()},
+        )
     finally:
         await store.close()
-    return BaseModelEntry.model_validate(manifest["entry"])
+    return ImportedModel(BaseModelEntry.model_validate(manifest["entry"]), template)

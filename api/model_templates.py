@@ -7,8 +7,11 @@ with the reason, instead of a trainer failing after dispatch. A template that fa
 system message (Gemma's refuses one) is trainable on data without one: file validation fails the
 jobs whose files have system messages, before any trainer starts.
 
-Checked: local model folders. Not checked here (the trainer checks them when it starts): hub ids,
-which are not on this machine until a trainer downloads them, and the built-in tiny-chat (ours).
+Checked: local model folders when the catalogue loads, and models imported into storage when they
+are imported (`ftapi models import` records the check in the stored manifest, which every replica
+reads). Not checked here (the trainer checks them when it starts): hub ids, which are not on this
+machine until a trainer downloads them, folders imported before the check was recorded, and the
+built-in tiny-chat (ours).
 """
 
 from __future__ import annotations
@@ -28,6 +31,20 @@ log = structlog.get_logger()
 class TemplateCheck:
     problem: str | None = None  # why jobs on this model are refused; None: trainable (or not checked)
     system_problem: str | None = None  # why examples with a system message cannot be trained
+
+    def to_manifest(self) -> dict[str, str | None]:
+        return {"problem": self.problem, "system_problem": self.system_problem}
+
+    @classmethod
+    def from_manifest(cls, recorded: object) -> TemplateCheck:
+        """The check an import recorded; an older manifest without one reads as not checked."""
+        if not isinstance(recorded, dict):
+            return cls()
+        problem, system_problem = recorded.get("problem"), recorded.get("system_problem")
+        return cls(
+            problem=problem if isinstance(problem, str) else None,
+            system_problem=system_problem if isinstance(system_problem, str) else None,
+        )
 
 
 def check_source(model_id: str, source: str) -> TemplateCheck:

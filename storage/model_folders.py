@@ -112,10 +112,15 @@ async def _read_chunks(path: Path, digest: Any) -> AsyncIterator[bytes]:
 
 
 async def import_folder(
-    store: BlobStore, local: Path, model_id: str, entry: dict[str, Any]
+    store: BlobStore,
+    local: Path,
+    model_id: str,
+    entry: dict[str, Any],
+    annotations: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Upload a local Hugging Face folder (safetensors, configs, tokenizer) as `model_id`, with its
-    catalogue `entry`; returns the manifest. Raises UnsafeModelFolder, ModelExists."""
+    catalogue `entry` and the importer's `annotations` (top-level manifest keys, such as what it found
+    checking the folder); returns the manifest. Raises UnsafeModelFolder, ModelExists."""
     prefix = folder_prefix(model_id)
     files = await asyncio.to_thread(_files_to_import, local)
     if await store.exists(prefix + MANIFEST):
@@ -128,6 +133,7 @@ async def import_folder(
         size = await store.put_stream(prefix + rel, _read_chunks(path, digest))
         listed.append({"path": rel, "size": size, "sha256": digest.hexdigest()})
     manifest = {
+        **(annotations or {}),
         "id": model_id,
         "entry": {**entry, "id": model_id, "source": SOURCE_SCHEME + prefix},
         "files": listed,

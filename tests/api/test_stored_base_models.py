@@ -1,12 +1,16 @@
 """Base models from ftapi's own storage, on S3 (moto's server): `ftapi models import` uploads a local
 Hugging Face folder, a running server offers it, a job trains from it and its tuned model answers
-chat, and the folder is fetched from storage once for every job and the engine on this machine."""
+chat, and the folder is fetched from storage once for every job and the engine on this machine.
+An imported model whose chat template cannot be trained is refused at job creation, from the check
+the import recorded, for catalogue-file entries naming the same folder too."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -17,9 +21,13 @@ from pathlib import Path
 import openai
 import pytest
 
+from api.catalogue import BaseModelEntry, Catalogue
+from api.settings import Settings
+from storage.factory import build_store
 from tests.conftest import ADMIN_KEY, s3_env
+from tests.support.families import trl_template
 from tests.support.jobs import tune_sentiment
-from tests.support.sentiment import held_out_prompts
+from tests.support.sentiment import held_out_prompts, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
 from trainer.tiny import build_tiny_chat
 
@@ -46,6 +54,16 @@ def trainer_log(data_dir: Path, job_id: str) -> str:
 class Imported:
     server: RunningServer
     client: openai.OpenAI
+    env: dict[str, str]
+    folder: Path  # the imported folder (tiny-chat as built)
+
+
+def wait_listed(client: openai.OpenAI, model: str, timeout: float = 60) -> list[str]:
+    deadline = time.monotonic() + timeout  # the running server reads an import on its next refresh
+    while model not in (ids := [m.id for m in client.models.list()]):
+        assert time.monotonic() < deadline, ids
+        time.sleep(0.2)
+    return ids
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +92,10 @@ def imported(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> It
         again = ftapi(env, *args)
         assert again.returncode == 1 and "already in storage" in again.stderr
 
-        deadline = time.monotonic() + 60  # the running server reads the import on its next refresh
-        while MODEL not in (ids := [m.id for m in client.models.list()]):
-            assert time.monotonic() < deadline, ids
-            time.sleep(0.2)
-        assert ids == ["tiny-chat", MODEL]
+        assert "not fine-tuned" not in done.stderr  # tiny-chat's template is trainable
+        assert wait_listed(client, MODEL) == ["tiny-chat", MODEL]
         assert client.models.retrieve(MODEL).owned_by == "system"
-        yield Imported(srv, client)
+        yield Imported(srv, client, env, folder)
 
 
 def test_a_job_trains_from_the_imported_model_and_its_model_answers(imported: Imported) -> None:
@@ -112,3 +127,54 @@ def test_a_second_job_does_not_fetch_it_again(imported: Imported) -> None:
     copies = [p for p in (data_dir / "models" / "storage").iterdir() if not p.name.startswith(".")]
     assert len(copies) == 1 and (copies[0] / "model.safetensors").exists()
     assert '"base_model.fetched"' not in imported.server.log_text()
+
+
+def test_an_untrainable_template_is_refused_at_creation_from_the_import_check(
+    imported: Imported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The servers never hold a stored model's files before a job needs them: the template is checked
+    by `ftapi models import`, where the folder is local, and the check travels in the manifest."""
+    untrainable = "acme/qwen3-template"
+    folder = shutil.copytree(imported.folder, tmp_path / "qwen3-template")
+    # Qwen3's template rewrites earlier assistant turns: no assistant mask can be computed with it.
+    (folder / "chat_template.jinja").write_text(trl_template("qwen3"))
+    done = ftapi(imported.env, "models", "import", str(folder), "--name", untrainable)
+    assert done.returncode == 0, done.stderr
+    assert "can be served but not fine-tuned here" in done.stderr and "not prefix-consistent" in done.stderr
+
+    client = imported.client
+    wait_listed(client, untrainable)
+    train, _ = sentiment_sets()
+    fid = client.files.create(file=("train.jsonl", to_jsonl(train[:12])), purpose="fine-tune").id
+    with pytest.raises(openai.BadRequestError) as err:
+        client.fine_tuning.jobs.create(model=untrainable, training_file=fid)
+    assert err.value.param == "model" and err.value.code == "model_not_available"
+    assert f"Model {untrainable} cannot be fine-tuned here" in err.value.message
+    assert "not prefix-consistent" in err.value.message
+
+    # A catalogue-file entry naming a stored folder gets that folder's check.
+    for key, value in imported.env.items():
+        monkeypatch.setenv(key, value)
+    source = "storage:base-models/acme--qwen3-template/"
+    catalogue = Catalogue(
+        [
+            BaseModelEntry(id="by-file", source=source, base_learning_rate=1e-4),
+            BaseModelEntry(
+                id="by-file-ok", source="storage:base-models/acme--tiny-import/", base_learning_rate=1e-4
+            ),
+        ]
+    )
+    assert catalogue.template("by-file").problem is None  # nothing read from storage yet
+
+    async def refresh() -> None:
+        store = build_store(Settings().store_config)
+        try:
+            await catalogue.refresh(store)
+        finally:
+            await store.close()
+
+    asyncio.run(refresh())
+    problem = catalogue.template("by-file").problem
+    assert problem is not None and "not prefix-consistent" in problem
+    assert catalogue.template(untrainable).problem == problem
+    assert catalogue.template("by-file-ok").problem is None
