@@ -26,3 +26,10 @@ class StopRequest:
         if not self.training:
             raise SystemExit(STOPPED_EXIT_CODE)
         self.requested = True
+
+    def ask(self) -> None:
+        """The API answered a report with "stop" (the job was paused or cancelled meanwhile): during
+        training, stop as a SIGTERM would. Before or after training it changes nothing: the worker's
+        SIGTERM, which follows, ends the run then."""
+        if self.training:
+            self.requested = True
