@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = JobSpec.model_validate_json(args.spec.read_text())
     # Several processes for this job: become torchrun (does not return), or be one of its ranks.
     distributed.relaunch_under_torchrun(spec, list(sys.argv[1:] if argv is None else argv))
-    stop = StopRequest()
+    stop = StopRequest(spec.stop_grace_seconds)
     stop.install()  # before the heavy imports: a cancel during start-up exits at once
     reporter: Reporter
     if not distributed.is_main():
