@@ -46,17 +46,17 @@ def main(argv: list[str] | None = None) -> int:
         spec = JobSpec.model_validate_json(args.spec.read_text())
     # Several processes for this job: become torchrun (does not return), or be one of its ranks.
     distributed.relaunch_under_torchrun(spec, list(sys.argv[1:] if argv is None else argv))
+    stop = StopRequest(spec.stop_grace_seconds)
+    stop.install()  # before the heavy imports: a cancel during start-up exits at once
     reporter: Reporter
     if not distributed.is_main():
         reporter = SilentReporter()
     elif spec.report_url and not args.events:
-        reporter = HttpReporter(spec.report_url, spec.job_id)
+        reporter = HttpReporter(spec.report_url, spec.job_id, on_stop=stop.ask)
     elif args.events or args.spec:
         reporter = JsonlReporter(args.events or args.spec.with_suffix(".events.jsonl"))
     else:
         parser.error("a spec without report_url from --spec-env needs --events")
-    stop = StopRequest()
-    stop.install()  # before the heavy imports: a cancel during start-up exits at once
     from trainer.run import run
 
     try:

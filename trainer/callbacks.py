@@ -137,6 +137,13 @@ class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         metrics = dict(self.last_metrics)
         metrics["step"] = state.global_step
         self.on_checkpoint(state.global_step, folder, metrics)
+        # A stop that came while this checkpoint was saved (a SIGTERM, or the API's answer to its
+        # report: the job was paused meanwhile) is served by this checkpoint. Training on to the next
+        # step end would save another one after it, so the job's newest checkpoint would change after
+        # the pause had already been seen to save one.
+        if agree(self.stop.requested):
+            self.stop.requested = True
+            control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._flush()

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +73,15 @@ UNREACHABLE_API_SECONDS = 600.0
 _MAX_BACKOFF_SECONDS = 10.0
 
 
+def _answer(body: bytes) -> dict[str, Any]:
+    # An API from before answers were sent replies 204 with no body: no answer, nothing to follow.
+    try:
+        answer = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
 class HttpReporter:
     """Posts to the API's internal endpoints for this job. A report the API refuses (4xx) stops the
     run; one it cannot take now (connection refused, 5xx) is retried until `retry_seconds` pass."""
@@ -82,16 +92,21 @@ class HttpReporter:
         job_id: str,
         token: str | None = None,
         retry_seconds: float = UNREACHABLE_API_SECONDS,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/internal/v1/fine_tuning/jobs/{job_id}"
         self.token = token or os.environ["FTAPI_JOB_TOKEN"]
         self.retry_seconds = retry_seconds
+        # Called when the API answers an event or checkpoint with `"stop": true` (the job is no
+        # longer running): the run stops at once instead of when the worker's SIGTERM arrives.
+        self.on_stop = on_stop
         # A local trainer is its worker's child and is stopped when the worker dies: once orphaned,
         # nobody will read its reports, so it does not wait for them. (A container's trainer is
         # PID 1, whose parent never changes.)
         self._parent = os.getppid()
 
-    def _post(self, path: str, body: dict[str, Any], timeout: float = 30) -> None:
+    def _post(self, path: str, body: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        """The API's answer (a JSON object; empty when it sent none)."""
         request = urllib.request.Request(
             self.url + path,
             data=json.dumps(body).encode(),
@@ -103,10 +118,10 @@ class HttpReporter:
         warned = False
         while True:
             try:
-                with urllib.request.urlopen(request, timeout=timeout):
+                with urllib.request.urlopen(request, timeout=timeout) as response:
                     if warned:
                         print(f"ftapi: the API answers again ({self.url})", file=sys.stderr, flush=True)
-                    return
+                    return _answer(response.read())
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:
                     raise ReportRejected(f"{exc.code}: {exc.read()[:500]!r}") from exc
@@ -127,11 +142,16 @@ class HttpReporter:
             time.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
 
+    def _follow(self, answer: dict[str, Any]) -> None:
+        if answer.get("stop") is True and self.on_stop is not None:
+            self.on_stop()
+
     def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
-        self._post("/events", {"type": kind, "level": level, "message": message, "data": data})
+        self._follow(self._post("/events", {"type": kind, "level": level, "message": message, "data": data}))
 
     def checkpoint(self, step: int, storage_prefix: str, metrics: dict[str, Any]) -> None:
-        self._post("/checkpoints", {"step": step, "storage_prefix": storage_prefix, "metrics": metrics})
+        body = {"step": step, "storage_prefix": storage_prefix, "metrics": metrics}
+        self._follow(self._post("/checkpoints", body))
 
     def complete(self, summary: dict[str, Any]) -> None:
         # The API loads the model into its engine and probes it before answering: minutes for a

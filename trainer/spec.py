@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 
 from storage.config import LocalStoreConfig, S3StoreConfig
 
+DEFAULT_STOP_GRACE_SECONDS = 30.0  # as the API's cancel_grace_seconds, which build_spec passes on
+
 
 class LoraSettings(BaseModel):
     r: int = Field(default=16, ge=1, le=256)
@@ -107,3 +109,6 @@ class JobSpec(BaseModel):
     # the trainer relaunches itself under torchrun (trainer/distributed.py); batch_size stays global.
     processes: int = Field(default=1, ge=0, le=64)
     fsdp: bool = False  # full fine-tuning with several processes: shard the model (FSDP) instead of DDP
+    # How long a trainer whose local worker died (an orphan, sent SIGTERM) may take to finish its
+    # step and save before it exits hard: the grace the executor gives a cancelled run (trainer/stop.py).
+    stop_grace_seconds: float = Field(default=DEFAULT_STOP_GRACE_SECONDS, ge=0)

@@ -69,6 +69,7 @@ async def build_spec(
         integrations=trainer_integrations(job.integrations, settings.wandb, settings.mlflow),
         processes=trainer_processes(settings),
         fsdp=entry.fsdp,
+        stop_grace_seconds=settings.cancel_grace_seconds,  # an orphan forces its own stop (trainer/stop.py)
     )
 
 

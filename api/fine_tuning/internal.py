@@ -46,6 +46,16 @@ class TrainerCheckpoint(BaseModel):
     metrics: dict[str, Any] = {}
 
 
+class TrainerReportAnswer(BaseModel):
+    """What the API answers a trainer's event or checkpoint: whether to stop after the step it is on.
+
+    The job may have been paused (or paused and resumed) while the trainer was mid-step or mid-save:
+    the SIGTERM the worker sends comes only at its next round, and a trainer that has just finished
+    saving would train, and save, one step more before noticing it. The answer tells it at once."""
+
+    stop: bool
+
+
 class TrainerCompletion(BaseModel):
     trained_tokens: int
     train_loss: float | None = None
@@ -55,7 +65,9 @@ class TrainerCompletion(BaseModel):
 
 
 # A paused job's trainer is saving its checkpoint (and the job may be resumed, so queued, before
-# it is done): it may still report until it exits. A re-queued job's old token is revoked.
+# it is done): it may still report until it exits, and each answer tells it to stop (a resumed
+# job's next attempt starts only once this trainer has exited: api/dispatch/runs.py keeps the run's
+# lease while it lives). A re-queued job's old token is revoked, and every attempt has its own.
 REPORTING = frozenset({"running", "paused", "queued"})
 RUNNING = frozenset({"running"})
 
@@ -107,29 +119,37 @@ async def _model_name(session: SessionDep, job: FineTuningJobRow) -> str:
     return f"ft:{base_model_id(job)}:{project}:{job.suffix or ''}:{random_base62(8)}"
 
 
-@router.post("/events", status_code=204)
+def _answer(job: FineTuningJobRow) -> TrainerReportAnswer:
+    # The status as the locked report read it: a pause that committed first is seen here.
+    return TrainerReportAnswer(stop=job.status not in RUNNING)
+
+
+@router.post("/events")
 async def trainer_event(
     job_id: str,
     event: TrainerEvent,
     session: SessionDep,
     authorization: Annotated[str | None, Header()] = None,
-) -> None:
+) -> TrainerReportAnswer:
     job = await _reporting_job(session, job_id, authorization)
     add_event(session, job_id, event.message, level=event.level, type=event.type, data=event.data)
     if event.type == "metrics" and event.data:
         await update_estimated_finish(session, job, event.data)
+    answer = _answer(job)
     await session.commit()
+    return answer
 
 
-@router.post("/checkpoints", status_code=204)
+@router.post("/checkpoints")
 async def trainer_checkpoint(
     job_id: str,
     body: TrainerCheckpoint,
     session: SessionDep,
     store: StoreDep,
     authorization: Annotated[str | None, Header()] = None,
-) -> None:
+) -> TrainerReportAnswer:
     job = await _reporting_job(session, job_id, authorization)
+    answer = _answer(job)  # read before the commit below expires the row
     if (
         not body.storage_prefix.startswith(job_prefix(job.project_id, job.id) + "checkpoints/")
         or ".." in body.storage_prefix
@@ -164,6 +184,7 @@ async def trainer_checkpoint(
     await session.commit()
     for old in stale:  # after the commit: a crash here leaves unreferenced files, never a dangling row
         await store.delete_prefix(old.storage_prefix)
+    return answer
 
 
 async def _result_file(

@@ -97,7 +97,7 @@ async def race(
             await asyncio.sleep(delay)
             path = "/checkpoints" if "step" in body else "/events"
             r = await http.post(internal + path, json=body, headers=headers)
-            return message, r.status_code, r.text if r.status_code != 204 else ""
+            return message, r.status_code, r.text if r.status_code != 200 else ""
 
         async def cancel(delay: float) -> int:
             await asyncio.sleep(delay)
@@ -139,15 +139,47 @@ def test_reports_racing_a_cancel_are_recorded_before_it_or_refused(api_server: R
         cancel_at = messages.index("Fine-tuning job cancelled")
         assert cancel_at == len(messages) - 1, messages[cancel_at:]
         for message, status, error in answers:
-            assert status in (204, 400), (status, error)  # never a server error
+            assert status in (200, 400), (status, error)  # never a server error
             recorded = any(m.startswith(message) if message.endswith(" ") else m == message for m in messages)
-            if status == 204:
+            if status == 200:
                 assert recorded, (message, messages)
             else:
                 assert f"Job {job.id} is cancelled." in error, error
                 assert not recorded, (message, messages)
                 refused_total += 1
-        accepted = [m for m, s, _ in answers if s == 204 and m.startswith("report ")]
+        accepted = [m for m, s, _ in answers if s == 200 and m.startswith("report ")]
         assert sum(m.startswith("report ") for m in messages) == len(accepted)
     # The cancel fell inside each burst: some reports came after it (and were refused).
     assert refused_total > 0
+
+
+def test_reports_after_a_pause_are_recorded_and_answered_with_stop(api_server: RunningServer) -> None:
+    """The paused trainer's checkpoint is the one the resumed attempt starts from: recorded while the
+    job is paused or already resumed (queued), and answered with `stop`, so the trainer saves no
+    newer one after it (it would otherwise train on until the worker's SIGTERM arrived)."""
+    client = openai.OpenAI(base_url=api_server.base_url, api_key=ADMIN_KEY, _strict_response_validation=True)
+    fid = client.files.create(file=("train.jsonl", chat_jsonl(12)), purpose="fine-tune").id
+    job_id = client.fine_tuning.jobs.create(model="tiny-chat", training_file=fid).id
+    assert wait_for_status(client, job_id, {"queued", "failed"}, 60).status == "queued"
+    tokens, project_id = start_as_worker(api_server, [job_id])
+    internal = f"{api_server.url}/internal/v1/fine_tuning/jobs/{job_id}"
+    public = f"{api_server.base_url}/fine_tuning/jobs/{job_id}"
+    trainer = {"Authorization": f"Bearer {tokens[job_id]}"}
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    def checkpoint(step: int) -> httpx.Response:
+        prefix = f"jobs/{project_id}/{job_id}/checkpoints/step-{step}/"
+        return httpx.post(
+            internal + "/checkpoints", json={"step": step, "storage_prefix": prefix}, headers=trainer
+        )
+
+    def event(message: str) -> httpx.Response:
+        return httpx.post(internal + "/events", json={"message": message}, headers=trainer)
+
+    assert (checkpoint(10).json(), event("Step 11").json()) == ({"stop": False}, {"stop": False})
+    assert httpx.post(public + "/pause", headers=admin).json()["status"] == "paused"
+    assert (checkpoint(20).json(), event("Step 21").json()) == ({"stop": True}, {"stop": True})
+    assert httpx.post(public + "/resume", headers=admin).json()["status"] == "queued"
+    assert checkpoint(21).json() == {"stop": True}
+    steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id)]
+    assert steps == [21, 20, 10]

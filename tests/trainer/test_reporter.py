@@ -22,6 +22,7 @@ class Api:
     def __init__(self, port: int) -> None:
         self.port = port
         self.status = 200
+        self.body = b'{"error": {"message": "no"}}'  # what it answers, whatever the status
         self.received: list[tuple[str, dict[str, Any], str]] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -34,7 +35,7 @@ class Api:
                 api.received.append((self.path, body, self.headers["Authorization"]))
                 self.send_response(api.status)
                 self.end_headers()
-                self.wfile.write(b'{"error": {"message": "no"}}')
+                self.wfile.write(api.body)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -113,3 +114,25 @@ def test_an_orphaned_local_trainer_does_not_wait(api: Api, monkeypatch: pytest.M
     with pytest.raises(OSError):
         reporter.emit("message", "hello")
     assert time.monotonic() - began < 60  # not the 600 s a living parent's trainer would wait
+
+
+@pytest.mark.parametrize(
+    ("body", "stops"),
+    [
+        (b'{"stop": true}', True),  # the job was paused (or resumed) while this step ran
+        (b'{"stop": false}', False),
+        (b"", False),  # an API from before answers were sent: 204, no body
+        (b'{"error": {"message": "no"}}', False),
+        (b"not json", False),
+    ],
+)
+def test_an_answer_to_stop_reaches_the_run(api: Api, body: bytes, stops: bool) -> None:
+    api.body = body
+    api.start()
+    asked: list[str] = []
+    reporter = HttpReporter(
+        f"http://127.0.0.1:{api.port}", "ftjob-1", token="tok", on_stop=lambda: asked.append("stop")
+    )
+    reporter.checkpoint(10, "jobs/p/ftjob-1/checkpoints/step-10/", {})
+    reporter.emit("metrics", "Step 11/20", {"step": 11})
+    assert asked == (["stop", "stop"] if stops else [])
