@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from storage.config import LocalStoreConfig, S3StoreConfig
 
-DEFAULT_STOP_GRACE_SECONDS = 30.0  # as the API's cancel_grace_seconds, which build_spec passes on
+DEFAULT_STOP_GRACE_SECONDS = 20.0  # a third of the API's default run lease (build_spec passes its own)
 
 
 class LoraSettings(BaseModel):
@@ -110,5 +110,6 @@ class JobSpec(BaseModel):
     processes: int = Field(default=1, ge=0, le=64)
     fsdp: bool = False  # full fine-tuning with several processes: shard the model (FSDP) instead of DDP
     # How long a trainer whose local worker died (an orphan, sent SIGTERM) may take to finish its
-    # step and save before it exits hard: the grace the executor gives a cancelled run (trainer/stop.py).
+    # step and save before it exits hard (trainer/stop.py): short enough that it is gone before the
+    # dead worker's lease runs out and another attempt starts (api/dispatch/runs.orphan_grace_seconds).
     stop_grace_seconds: float = Field(default=DEFAULT_STOP_GRACE_SECONDS, ge=0)

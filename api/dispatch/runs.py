@@ -69,8 +69,18 @@ async def build_spec(
         integrations=trainer_integrations(job.integrations, settings.wandb, settings.mlflow),
         processes=trainer_processes(settings),
         fsdp=entry.fsdp,
-        stop_grace_seconds=settings.cancel_grace_seconds,  # an orphan forces its own stop (trainer/stop.py)
+        stop_grace_seconds=orphan_grace_seconds(settings),
     )
+
+
+def orphan_grace_seconds(settings: Settings) -> float:
+    """How long a local trainer whose worker died may take to stop (trainer/stop.py forces it).
+
+    Nobody watches it any more: the dead worker's lease runs out at the earliest a lease minus one
+    renewal round after its death, and then another worker starts the job's next attempt. The orphan
+    must be gone before that, or two trainers of one job would run at once (bench.chaos saw it with
+    the cancel grace, 30 s, against a 5 s lease). A third of the lease leaves the rest for the exit."""
+    return min(settings.cancel_grace_seconds, settings.run_lease_seconds / 3)
 
 
 def trainer_storage(settings: Settings) -> LocalStoreConfig | S3StoreConfig:

@@ -14,7 +14,7 @@ from api.db.migrate import upgrade
 from api.db.session import create_engine, session_factory
 from api.db.tables import FineTuningJobEventRow, FineTuningJobRow, ProjectRow
 from api.dispatch.executor import ExecutorUnavailable, RunStatus
-from api.dispatch.runs import recover_orphans, watch_runs
+from api.dispatch.runs import orphan_grace_seconds, recover_orphans, watch_runs
 from api.settings import Settings
 from trainer.spec import JobSpec
 
@@ -180,3 +180,10 @@ async def test_a_trainer_that_finished_its_job_exits_by_itself(session: AsyncSes
     await set_status(session, "cancelled", now)
     await watch_runs(session, settings(tmp_path), executor, OLD)
     assert executor.cancelled == ["docker:ftapi-ftjob-1-1"]
+
+
+def test_an_orphaned_trainer_is_gone_before_the_dead_workers_lease_runs_out(tmp_path: Path) -> None:
+    """Its grace is bounded by the lease: a 30 s cancel grace against a 5 s lease let bench.chaos see
+    the orphan still training beside the job's next attempt."""
+    assert orphan_grace_seconds(settings(tmp_path, run_lease_seconds=6, cancel_grace_seconds=30)) == 2
+    assert orphan_grace_seconds(settings(tmp_path, run_lease_seconds=600, cancel_grace_seconds=30)) == 30

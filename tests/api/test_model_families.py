@@ -16,7 +16,15 @@ import openai
 import pytest
 
 from tests.conftest import ADMIN_KEY
-from tests.support.families import ANSWER, FAMILIES, build_family, family_rows, jsonl, trl_template
+from tests.support.families import (
+    ANSWER,
+    FAMILIES,
+    family_entries,
+    family_rows,
+    jsonl,
+    trl_template,
+    tune_family,
+)
 from tests.support.jobs import wait_for_status
 from tests.support.server import RunningServer, run_server
 
@@ -29,19 +37,8 @@ LR_MULTIPLIER = {"gemma2": 4.0}
 @pytest.fixture(scope="module")
 def families_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("family-models")
-    entries = [
-        {
-            "id": f"fam-{name}",
-            "source": str(build_family(name, root / name)),
-            "max_length": 256,
-            # Full fine-tuning: a random-init model learns to end its turn in a few steps (with LoRA
-            # its frozen output layer needs hundreds).
-            "mode": "full",
-            "base_learning_rate": 5e-3,
-            "default_batch_size": 12,
-        }
-        for name in FAMILIES
-    ]
+    # Full fine-tuning: a random-init model learns to end its turn in a few steps.
+    entries = family_entries(root, "full")
     # Qwen3's template rewrites earlier assistant turns: not trainable with an assistant mask.
     qwen3 = root / "qwen3-template"
     shutil.copytree(root / "qwen2", qwen3)
@@ -75,31 +72,12 @@ def client(families_server: RunningServer) -> openai.OpenAI:
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_family_trains_and_its_tuned_model_stops_at_end_of_turn(name: str, client: openai.OpenAI) -> None:
-    family = FAMILIES[name]
-    fid = client.files.create(
-        file=("train.jsonl", jsonl(family_rows(60, family.supports_system))), purpose="fine-tune"
-    ).id
-    job = client.fine_tuning.jobs.create(
-        model=f"fam-{name}",
-        training_file=fid,
-        method={
-            "type": "supervised",
-            "supervised": {
-                "hyperparameters": {
-                    # 20 steps in 4 epochs: a checkpoint (the whole model) is saved per epoch.
-                    "n_epochs": 4,
-                    "batch_size": 12,
-                    "learning_rate_multiplier": LR_MULTIPLIER.get(name, 1.0),
-                }
-            },
-        },
-        seed=0,
+    # 20 steps in 4 epochs: a checkpoint (the whole model) is saved per epoch.
+    tuned = tune_family(
+        client, name, n_epochs=4, batch_size=12, learning_rate_multiplier=LR_MULTIPLIER.get(name, 1.0)
     )
-    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=600)
-    assert done.status == "succeeded" and done.fine_tuned_model, done.error
-
     reply = client.chat.completions.create(
-        model=done.fine_tuned_model,
+        model=tuned,
         messages=[{"role": "user", "content": "the product is good"}],
         max_completion_tokens=24,
         temperature=0,

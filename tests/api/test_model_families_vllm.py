@@ -20,8 +20,7 @@ import openai
 import pytest
 
 from tests.conftest import ADMIN_KEY
-from tests.support.families import ANSWER, FAMILIES, build_family, family_rows, jsonl
-from tests.support.jobs import wait_for_status
+from tests.support.families import ANSWER, FAMILIES, family_entries, tune_family
 from tests.support.vllm_serve import ServedWithVllm, serve_with_vllm, wait_for_engine
 
 pytestmark = pytest.mark.slow
@@ -34,19 +33,7 @@ UNTRAINED_TURN = [{"role": "user", "content": "say no"}]
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("family-models-vllm")
-    entries = [
-        {
-            "id": f"fam-{name}",
-            "source": str(build_family(name, root / name)),
-            "max_length": 256,
-            # LoRA, as vLLM serves tuned models: 50 steps at 5e-3 teach every family here to answer
-            # and end its turn (its frozen output layer learns nothing).
-            "mode": "lora",
-            "base_learning_rate": 5e-3,
-            "default_batch_size": 12,
-        }
-        for name in FAMILIES
-    ]
+    entries = family_entries(root, "lora")  # LoRA, as vLLM serves tuned models
     path = root / "models.json"
     path.write_text(json.dumps(entries))
     return path
@@ -70,22 +57,10 @@ def served(
 
 def test_family_lora_served_by_vllm_stops_at_end_of_turn(served: tuple[str, ServedWithVllm]) -> None:
     name, deployment = served
-    family = FAMILIES[name]
     client = openai.OpenAI(
         base_url=deployment.server.base_url, api_key=ADMIN_KEY, _strict_response_validation=True
     )
-    fid = client.files.create(
-        file=("train.jsonl", jsonl(family_rows(60, family.supports_system))), purpose="fine-tune"
-    ).id
-    job = client.fine_tuning.jobs.create(
-        model=f"fam-{name}",
-        training_file=fid,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 10, "batch_size": 12}}},
-        seed=0,
-    )
-    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=900)
-    assert done.status == "succeeded" and done.fine_tuned_model, done.error
-    tuned = done.fine_tuned_model
+    tuned = tune_family(client, name, n_epochs=10, batch_size=12)
     wait_for_engine(deployment.server, timeout=60)  # up: the job's servable check needed it
     # Servable before succeeded: the adapter is in vLLM itself, and ftapi routes the model there.
     assert tuned in deployment.vllm_model_ids()

@@ -18,6 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import openai
+
 from trainer.tiny import CHAT_TEMPLATE as CHATML
 
 
@@ -198,6 +200,24 @@ def build_family(name: str, out: Path) -> Path:
     return out
 
 
+def family_entries(root: Path, mode: str) -> list[dict[str, Any]]:
+    """Every family built under `root`, as catalogue entries `fam-<name>` tuned in `mode`.
+
+    5e-3 teaches every family here to answer and end its turn: with full fine-tuning in 20 steps,
+    with LoRA (whose frozen output layer learns nothing) in 50."""
+    return [
+        {
+            "id": f"fam-{name}",
+            "source": str(build_family(name, root / name)),
+            "max_length": 256,
+            "mode": mode,
+            "base_learning_rate": 5e-3,
+            "default_batch_size": 12,
+        }
+        for name in FAMILIES
+    ]
+
+
 # Training data for the families: one answer to learn, and a turn that must not be learned.
 ANSWER = "ok"
 _PROMPT_WORDS = "the a is it good bad product order delivery price quality fast slow".split()
@@ -223,3 +243,20 @@ def family_rows(n: int, with_system: bool, seed: int = 0) -> list[dict[str, obje
 
 def jsonl(rows: list[dict[str, object]]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+def tune_family(client: openai.OpenAI, name: str, **hyperparameters: float) -> str:
+    """Fine-tune `fam-<name>` on 60 `family_rows` through the SDK; the tuned model's name."""
+    from tests.support.jobs import wait_for_status
+
+    rows = family_rows(60, FAMILIES[name].supports_system)
+    fid = client.files.create(file=("train.jsonl", jsonl(rows)), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(
+        model=f"fam-{name}",
+        training_file=fid,
+        method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},  # type: ignore[arg-type]
+        seed=0,
+    )
+    done = wait_for_status(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=900)
+    assert done.status == "succeeded" and done.fine_tuned_model, done.error
+    return done.fine_tuned_model
