@@ -3,8 +3,9 @@ files list/retrieve, job list/events, models and chat with tiny-chat (4 tokens) 
 concurrency 1, 32 and 128, each level bounded in time (and in requests).
 
 Prints per level the answers by status (5xx or a connection error is a failure), p50/p99 latency per
-request kind, and the server's open file descriptors, threads and RSS in the first and the last
-minute of the run (mean and max of one-second samples). Exits 1 on any failure.
+request kind, and the server's open file descriptors, threads and RSS: in the first and the last
+minute of the run and of every level of two minutes or more (mean and max of one-second samples),
+and at rest before the first level and after each. Exits 1 on any failure.
 
     .venv/bin/python -m bench.soak [--seconds 60] [--levels 1,32,128]
 """
@@ -51,8 +52,16 @@ def main() -> int:
                 f"  {kind:7} n={len(ms):6}  "
                 f"p50 {percentile(ms, 50):8.1f} ms  p99 {percentile(ms, 99):8.1f} ms"
             )
+    # Across levels the first and the last minute differ by load (128 connections hold fds and
+    # threads); a leak shows at rest, and within one level long enough to have two minutes.
     print(f"server, first minute: {describe(result.window(first=True))}")
     print(f"server, last minute:  {describe(result.window(first=False))}")
+    for i, level in enumerate(result.levels):
+        if level.seconds >= 120:
+            print(f"concurrency {level.concurrency}, first minute: {describe(result.window(True, level=i))}")
+            print(f"concurrency {level.concurrency}, last minute:  {describe(result.window(False, level=i))}")
+    for label, rest in result.at_rest:
+        print(f"at rest, {label}: fds {rest.fds}, threads {rest.threads}, RSS {rest.rss_mb:.0f} MiB")
     print(f"failures (5xx or connection errors): {failures}")
     return 1 if failures else 0
 

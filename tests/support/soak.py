@@ -43,6 +43,9 @@ class Sample:
     rss_mb: float
 
 
+REST_SETTLE_SECONDS = 3.0  # closed connections are gone from the server's fds by then
+
+
 @dataclass
 class Level:
     concurrency: int
@@ -63,13 +66,23 @@ class Level:
 class SoakResult:
     levels: list[Level]
     samples: list[Sample]
+    # The server with no request in flight and the clients' connections closed: before the first
+    # level, and after each. What a leak leaves behind grows here; load alone does not.
+    at_rest: list[tuple[str, Sample]] = field(default_factory=list)
 
-    def window(self, first: bool, seconds: float = 60) -> list[Sample]:
-        if not self.samples:
+    def window(self, first: bool, seconds: float = 60, level: int | None = None) -> list[Sample]:
+        """The samples of the first or the last `seconds` of the run, or of the `level`-th level."""
+        samples = self.samples
+        if level is not None:
+            start, end = self.level_spans[level]
+            samples = [s for s in samples if start <= s.at <= end]
+        if not samples:
             return []
         if first:
-            return [s for s in self.samples if s.at <= self.samples[0].at + seconds]
-        return [s for s in self.samples if s.at >= self.samples[-1].at - seconds]
+            return [s for s in samples if s.at <= samples[0].at + seconds]
+        return [s for s in samples if s.at >= samples[-1].at - seconds]
+
+    level_spans: list[tuple[float, float]] = field(default_factory=list)  # (start, end) seconds
 
 
 @contextmanager
@@ -169,14 +182,26 @@ def run_soak(
                 )
             done.wait(1.0)
 
+    def resting(label: str) -> None:
+        time.sleep(REST_SETTLE_SECONDS)
+        with proc.oneshot():
+            sample = Sample(
+                time.monotonic() - started, proc.num_fds(), proc.num_threads(), proc.memory_info().rss / 2**20
+            )
+        result.at_rest.append((label, sample))
+
+    result = SoakResult([], samples)
+    resting("before")
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    result = SoakResult([], samples)
     try:
         for i, (concurrency, seconds) in enumerate(levels):
             level = Level(concurrency, seconds)
+            begun = time.monotonic() - started
             asyncio.run(_level(server, ids, level, max_requests, seed + i))
+            result.level_spans.append((begun, time.monotonic() - started))
             result.levels.append(level)
+            resting(f"after concurrency {concurrency}")
     finally:
         done.set()
         sampler.join()
