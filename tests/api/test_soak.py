@@ -5,10 +5,8 @@ per request would add hundreds). No timing assertions."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.support.soak import run_soak, soak_server
@@ -18,16 +16,11 @@ pytestmark = pytest.mark.slow
 
 def test_a_soak_answers_without_server_errors_and_leaks_nothing(tmp_path: Path) -> None:
     with soak_server(tmp_path / "data") as (srv, ids):
-        proc = psutil.Process(srv.pid)
-
-        def at_rest() -> tuple[int, int]:
-            time.sleep(2)  # connections the load closed are gone from the server too
-            return proc.num_fds(), proc.num_threads()
-
         rounds = []
         for i in range(3):
             result = run_soak(srv, ids, [(16, 8)], max_requests=2000, seed=i)
-            rounds.append((result.levels[0], *at_rest()))
+            _, rest = result.at_rest[-1]  # the connections the load closed are gone from the server too
+            rounds.append((result.levels[0], rest.fds, rest.threads))
     for level, _, _ in rounds:
         assert level.requests > 0 and level.failures == 0, level.statuses
         assert all(s in ("200",) for s in level.statuses), level.statuses

@@ -182,8 +182,8 @@ def run_soak(
                 )
             done.wait(1.0)
 
-    def resting(label: str) -> None:
-        time.sleep(REST_SETTLE_SECONDS)
+    def resting(label: str, settle_seconds: float = REST_SETTLE_SECONDS) -> None:
+        time.sleep(settle_seconds)
         with proc.oneshot():
             sample = Sample(
                 time.monotonic() - started, proc.num_fds(), proc.num_threads(), proc.memory_info().rss / 2**20
@@ -191,7 +191,7 @@ def run_soak(
         result.at_rest.append((label, sample))
 
     result = SoakResult([], samples)
-    resting("before")
+    resting("before", settle_seconds=0)  # nothing to settle: no request of ours came yet
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
