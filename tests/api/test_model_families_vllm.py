@@ -2,8 +2,9 @@
 `ftapi serve --engine vllm` serves that family's small random-init model, a LoRA job created with the
 strict SDK trains on it, and the tuned adapter, loaded into the managed vLLM server, ends its answer
 at the family's end-of-turn token (finish_reason "stop"), streamed and not, while the base model
-runs on to max_tokens. Its `weight: 0` turns were not learned: asked what they answered, the tuned
-model still gives the one trained answer.
+runs on to max_tokens. (That `weight: 0` turns are not trained is checked exactly, on the mask, in
+tests/trainer/test_masking.py: asking the tuned model what they answered does not tell, since a
+model tuned with those turns trained answers the same here.)
 
 One server and one vLLM server per family (vLLM serves one base model; about 40 s to start here),
 started while the job trains: a job that finishes before vLLM is up waits for it (the servable
@@ -26,8 +27,6 @@ from tests.support.vllm_serve import ServedWithVllm, serve_with_vllm, wait_for_e
 pytestmark = pytest.mark.slow
 
 PROMPT = [{"role": "user", "content": "the product is good"}]
-# Every trained example answers ANSWER; this question was answered otherwise only in weight-0 turns.
-UNTRAINED_TURN = [{"role": "user", "content": "say no"}]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,6 @@ def test_family_lora_served_by_vllm_stops_at_end_of_turn(served: tuple[str, Serv
     choice = reply.choices[0]
     assert (choice.finish_reason, choice.message.content) == ("stop", ANSWER), name
     assert reply.usage is not None and reply.usage.completion_tokens <= 3  # the answer, then end-of-turn
-    assert ask(tuned, UNTRAINED_TURN).choices[0].message.content == ANSWER  # weight 0: not learned
 
     base = ask(f"fam-{name}", PROMPT).choices[0]
     assert base.finish_reason == "length", (name, base.message.content)  # random init: no end of turn
