@@ -56,10 +56,11 @@ def main() -> int:
     # threads); a leak shows at rest, and within one level long enough to have two minutes.
     print(f"server, first minute: {describe(result.window(first=True))}")
     print(f"server, last minute:  {describe(result.window(first=False))}")
-    for i, level in enumerate(result.levels):
+    for level in result.levels:
         if level.seconds >= 120:
-            print(f"concurrency {level.concurrency}, first minute: {describe(result.window(True, level=i))}")
-            print(f"concurrency {level.concurrency}, last minute:  {describe(result.window(False, level=i))}")
+            for first, which in ((True, "first"), (False, "last")):
+                window = describe(result.window(first, level=level))
+                print(f"concurrency {level.concurrency}, {which} minute: {window}")
     for label, rest in result.at_rest:
         print(f"at rest, {label}: fds {rest.fds}, threads {rest.threads}, RSS {rest.rss_mb:.0f} MiB")
     print(f"failures (5xx or connection errors): {failures}")

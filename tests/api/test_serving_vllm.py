@@ -21,17 +21,20 @@ from tests.support.jobs import right_answers, tune_sentiment, wait_for_status
 from tests.support.moto_server import free_port
 from tests.support.sentiment import held_out_prompts, sentiment_sets, to_jsonl
 from tests.support.server import RunningServer, run_server
-from tests.support.vllm_serve import serve_with_vllm, vllm_processes, wait_for_engine
+from tests.support.vllm_serve import ServedWithVllm, serve_with_vllm, vllm_processes, wait_for_engine
 
 pytestmark = pytest.mark.slow
 
 
 @dataclass
 class VllmDeployment:
-    server: RunningServer
-    vllm_url: str
+    served: ServedWithVllm
     client: openai.OpenAI  # a project of its own
     model: str = ""  # the tuned model, once trained
+
+    @property
+    def server(self) -> RunningServer:
+        return self.served.server
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmDeploym
         client = openai.OpenAI(
             base_url=served.server.base_url, api_key=project.key, _strict_response_validation=True
         )
-        yield VllmDeployment(served.server, served.vllm_url, client)
+        yield VllmDeployment(served, client)
 
 
 def test_a_tuned_model_is_served_by_vllm(deployment: VllmDeployment) -> None:
@@ -59,8 +62,7 @@ def test_a_tuned_model_is_served_by_vllm(deployment: VllmDeployment) -> None:
     done = tune_sentiment(client, "vllm")
     deployment.model = model = done.fine_tuned_model or ""
     # Servable before succeeded: the job's adapter was loaded into vLLM before the job finished.
-    loaded = httpx.get(deployment.vllm_url + "/v1/models").json()["data"]
-    assert model in [m["id"] for m in loaded]
+    assert model in deployment.served.vllm_model_ids()
 
     assert right_answers(client, model) >= 13
     assert right_answers(client, "tiny-chat") <= 3
@@ -165,7 +167,7 @@ def _short_tuned_model(client: openai.OpenAI) -> str:
 
 
 def test_the_tuned_model_answers_after_vllm_crashes(deployment: VllmDeployment) -> None:
-    port = int(deployment.vllm_url.rsplit(":", 1)[1])
+    port = deployment.served.vllm_port
     (crashed,) = vllm_processes(port)
     os.kill(crashed.pid, signal.SIGKILL)
     deadline = time.monotonic() + 600
@@ -186,8 +188,7 @@ def test_deleting_the_model_unloads_it(deployment: VllmDeployment) -> None:
     with pytest.raises(openai.NotFoundError) as gone:
         client.chat.completions.create(model=deployment.model, messages=[{"role": "user", "content": "hi"}])
     assert gone.value.code == "model_not_found"
-    loaded = httpx.get(deployment.vllm_url + "/v1/models").json()["data"]
-    assert deployment.model not in [m["id"] for m in loaded]
+    assert deployment.model not in deployment.served.vllm_model_ids()
 
 
 def test_an_unreachable_vllm_and_a_rank_it_cannot_load(tmp_path_factory: pytest.TempPathFactory) -> None:

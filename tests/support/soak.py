@@ -52,6 +52,7 @@ class Level:
     seconds: float
     statuses: Counter[str] = field(default_factory=Counter)
     latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    span: tuple[float, float] = (0.0, 0.0)  # when it ran, in seconds since the soak started
 
     @property
     def requests(self) -> int:
@@ -70,19 +71,17 @@ class SoakResult:
     # level, and after each. What a leak leaves behind grows here; load alone does not.
     at_rest: list[tuple[str, Sample]] = field(default_factory=list)
 
-    def window(self, first: bool, seconds: float = 60, level: int | None = None) -> list[Sample]:
-        """The samples of the first or the last `seconds` of the run, or of the `level`-th level."""
+    def window(self, first: bool, seconds: float = 60, level: Level | None = None) -> list[Sample]:
+        """The samples of the first or the last `seconds` of the run, or of `level`."""
         samples = self.samples
         if level is not None:
-            start, end = self.level_spans[level]
+            start, end = level.span
             samples = [s for s in samples if start <= s.at <= end]
         if not samples:
             return []
         if first:
             return [s for s in samples if s.at <= samples[0].at + seconds]
         return [s for s in samples if s.at >= samples[-1].at - seconds]
-
-    level_spans: list[tuple[float, float]] = field(default_factory=list)  # (start, end) seconds
 
 
 @contextmanager
@@ -169,26 +168,20 @@ def run_soak(
     done = threading.Event()
     started = time.monotonic()
 
+    def snapshot() -> Sample:
+        with proc.oneshot():
+            return Sample(
+                time.monotonic() - started, proc.num_fds(), proc.num_threads(), proc.memory_info().rss / 2**20
+            )
+
     def sample() -> None:
         while not done.is_set():
-            with proc.oneshot():
-                samples.append(
-                    Sample(
-                        time.monotonic() - started,
-                        proc.num_fds(),
-                        proc.num_threads(),
-                        proc.memory_info().rss / 2**20,
-                    )
-                )
+            samples.append(snapshot())
             done.wait(1.0)
 
     def resting(label: str, settle_seconds: float = REST_SETTLE_SECONDS) -> None:
         time.sleep(settle_seconds)
-        with proc.oneshot():
-            sample = Sample(
-                time.monotonic() - started, proc.num_fds(), proc.num_threads(), proc.memory_info().rss / 2**20
-            )
-        result.at_rest.append((label, sample))
+        result.at_rest.append((label, snapshot()))
 
     result = SoakResult([], samples)
     resting("before", settle_seconds=0)  # nothing to settle: no request of ours came yet
@@ -199,7 +192,7 @@ def run_soak(
             level = Level(concurrency, seconds)
             begun = time.monotonic() - started
             asyncio.run(_level(server, ids, level, max_requests, seed + i))
-            result.level_spans.append((begun, time.monotonic() - started))
+            level.span = (begun, time.monotonic() - started)
             result.levels.append(level)
             resting(f"after concurrency {concurrency}")
     finally:
