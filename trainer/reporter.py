@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from trainer.stop import ParentWatch
+
 
 class Reporter(Protocol):
     def emit(self, kind: str, message: str, data: dict[str, Any] | None = None, level: str = "info") -> None:
@@ -101,9 +103,8 @@ class HttpReporter:
         # longer running): the run stops at once instead of when the worker's SIGTERM arrives.
         self.on_stop = on_stop
         # A local trainer is its worker's child and is stopped when the worker dies: once orphaned,
-        # nobody will read its reports, so it does not wait for them. (A container's trainer is
-        # PID 1, whose parent never changes.)
-        self._parent = os.getppid()
+        # nobody will read its reports, so it does not wait for them.
+        self._parent = ParentWatch()
 
     def _post(self, path: str, body: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
         """The API's answer (a JSON object; empty when it sent none)."""
@@ -128,7 +129,7 @@ class HttpReporter:
                 failure: OSError = exc
             except OSError as exc:
                 failure = exc
-            if time.monotonic() + backoff > deadline or os.getppid() != self._parent:
+            if time.monotonic() + backoff > deadline or self._parent.gone():
                 raise failure
             if not warned:
                 # On the trainer's output (kept with the job): why the run stands still.

@@ -26,23 +26,33 @@ class Stopped(Exception):
     """Training stopped on request after saving a checkpoint."""
 
 
+class ParentWatch:
+    """Whether the process that started us (a local worker) is gone: the kernel re-parents an
+    orphan. A container's trainer is PID 1, whose parent (0) never changes: never taken for one."""
+
+    def __init__(self) -> None:
+        self.pid = os.getppid()
+
+    def gone(self) -> bool:
+        return os.getppid() != self.pid
+
+
 class StopRequest:
     def __init__(self, grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS) -> None:
         self.requested = False
         self.training = False
         self.grace_seconds = grace_seconds
-        self._parent: int | None = None  # who started us, as seen at install()
+        self._parent: ParentWatch | None = None  # who started us, as seen at install()
         self._deadline: threading.Timer | None = None
 
     def install(self) -> None:
-        # A container's trainer is PID 1 (parent 0, which never changes): never taken for an orphan.
-        self._parent = os.getppid()
+        self._parent = ParentWatch()
         signal.signal(signal.SIGTERM, self._handle)
 
     def orphaned(self) -> bool:
         """Whether the parent seen at install() is gone (the kernel re-parents us before it sends
         PR_SET_PDEATHSIG's signal, so this holds by the time that SIGTERM is handled)."""
-        return self._parent is not None and os.getppid() != self._parent
+        return self._parent is not None and self._parent.gone()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.orphaned():
